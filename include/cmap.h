@@ -1,0 +1,274 @@
+/*
+ * cmap — a concurrent, lock-free hash map for C11.
+ *
+ * One map, many threads: any number of threads may call cmap_set, cmap_get,
+ * cmap_get_with and cmap_remove on the same map at the same time, with no
+ * locks and no per-map concurrency level.  The map is a hash array mapped
+ * trie whose inner nodes are updated in place with compare-and-swap and
+ * whose leaves ("buckets") are immutable and replaced copy-on-write.  Memory
+ * is reclaimed with the map's own epoch-based scheme (src/epoch.c).
+ *
+ * Guarantees (see docs/DESIGN.md for the linearization points):
+ *  1. Every operation on a map is linearizable.
+ *  2. cmap_get and cmap_get_with are wait-free, perform no atomic
+ *     read-modify-write and no full memory fence, and write only the calling
+ *     thread's own (cache-line padded) record.
+ *  3. cmap_set and cmap_remove are lock-free: a retry happens only because
+ *     another thread's update succeeded.
+ *  4. A successful cmap_set/cmap_remove happens-before any operation that
+ *     observes its effect (release on publication, acquire on lookup).
+ *  5. A value reached through cmap_get_with stays valid, unchanged, until the
+ *     callback returns, even if the entry is replaced or removed meanwhile.
+ *
+ * Threads.  A thread joins a map on its first call (one short process-wide
+ * mutex, once per thread and map) and leaves it at thread exit or when it
+ * calls cmap_thread_exit().  There is no limit on the number of threads and
+ * thread records are reused, so short-lived threads do not leak.
+ *
+ * Ownership.  The map owns what is in it.  Keys and values are copied in;
+ * callers get copies back (cmap_get) or borrows that live only inside a
+ * cmap_get_with callback.  When an entry is replaced or removed, its key and
+ * value are destroyed (config.key_dtor / config.val_dtor) after every reader
+ * that could still see them is done — unless the caller asked for the old
+ * value, in which case ownership of that value passes to the caller.
+ *
+ * Errors.  Functions that can fail return an int: CMAP_OK (0) or another
+ * non-negative outcome code on success, a negative CMAP_E* code on failure.
+ * A failed call changes nothing.  Bad arguments never crash the map.
+ */
+#ifndef CMAP_H
+#define CMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CMAP_VERSION_MAJOR 0
+#define CMAP_VERSION_MINOR 1
+#define CMAP_VERSION_PATCH 0
+
+/* ---- status codes ---------------------------------------------------- */
+
+/* X(name, value, message).  One list generates the enum and cmap_strerror. */
+#define CMAP_STATUS_MAP(X)                                                    \
+	X(OK, 0, "success (set: a new entry was inserted)")                   \
+	X(REPLACED, 1, "set replaced an existing entry")                      \
+	X(NOT_FOUND, 2, "no entry with this key")                             \
+	X(EINVAL, -1, "invalid argument")                                     \
+	X(ENOMEM, -2, "out of memory")                                        \
+	X(EKEYLEN, -3, "key length does not match the map's fixed key size")  \
+	X(EVALLEN, -4, "value length does not match the map's fixed value size") \
+	X(ERANGE, -5, "output buffer too small; needed length reported")
+
+enum cmap_status {
+#define CMAP__ENUM(name, val, msg) CMAP_##name = (val),
+	CMAP_STATUS_MAP(CMAP__ENUM)
+#undef CMAP__ENUM
+};
+
+/* A static, human-readable message for any status code (never NULL). */
+const char *cmap_strerror(int status);
+
+/* ---- hashing ---------------------------------------------------------- */
+
+/* A hash function: 64 bits from len bytes at key.  seed is the map's seed. */
+typedef uint64_t (*cmap_hash_fn)(const void *key, size_t len, uint64_t seed);
+
+/* XXH3-64, seeded.  The default: each map gets a random seed at creation
+ * (unless CMAP_FIXED_SEED), so colliding keys cannot be precomputed. */
+uint64_t cmap_hash_xxh3(const void *key, size_t len, uint64_t seed);
+/* CityHash64WithSeed v1.1 (the Rust crate cmap's default). */
+uint64_t cmap_hash_city(const void *key, size_t len, uint64_t seed);
+/* Identity hashers for 4- and 8-byte integer keys (the seed is ignored).
+ * Fast, but offer no protection against adversarial keys.  cmap_new
+ * rejects them for any other key size. */
+uint64_t cmap_hash_u32(const void *key, size_t len, uint64_t seed);
+uint64_t cmap_hash_u64(const void *key, size_t len, uint64_t seed);
+
+/* Raw CityHash v1.1 functions, exported for users and the test vectors. */
+uint64_t cmap_city64(const void *buf, size_t len);
+uint64_t cmap_city64_seed(const void *buf, size_t len, uint64_t seed);
+uint64_t cmap_city64_seeds(const void *buf, size_t len, uint64_t seed0,
+			   uint64_t seed1);
+
+/* ---- configuration ---------------------------------------------------- */
+
+/* Key equality: nonzero when equal.  Lengths are equal when called. */
+typedef int (*cmap_eq_fn)(const void *a, const void *b, size_t len);
+/* Destructor for a key or value leaving the map (after its grace period). */
+typedef void (*cmap_dtor_fn)(void *item, size_t len, void *ctx);
+/* Allocator hooks.  alloc must return memory aligned to at least align
+ * (a power of two, at most 2 MiB) or NULL; free receives the same size. */
+typedef void *(*cmap_alloc_fn)(void *ctx, size_t size, size_t align);
+typedef void (*cmap_free_fn)(void *ctx, void *ptr, size_t size);
+
+enum cmap_flags {
+	/* Use config.seed as given instead of a random per-map seed. */
+	CMAP_FIXED_SEED = 1u << 0,
+	/* Allocate every node with the allocator hooks, bypassing the
+	 * per-thread node pools (slower; exact per-node failure injection
+	 * and leak checking). */
+	CMAP_NO_POOL = 1u << 1,
+};
+
+/* Largest fixed key or value size, and largest variable-length item. */
+#define CMAP_MAX_FIXED_SIZE 256u
+#define CMAP_MAX_VAR_LEN ((size_t)1 << 30)
+
+typedef struct cmap_config {
+	size_t key_size;         /* bytes per key; 0 = variable-length */
+	size_t val_size;         /* bytes per value; 0 = variable-length */
+	cmap_hash_fn hash;       /* NULL: cmap_hash_xxh3 */
+	uint64_t seed;           /* used only with CMAP_FIXED_SEED */
+	cmap_eq_fn eq;           /* NULL: byte comparison */
+	cmap_dtor_fn key_dtor;   /* NULL: nothing to destroy */
+	cmap_dtor_fn val_dtor;   /* NULL: nothing to destroy */
+	void *dtor_ctx;
+	cmap_alloc_fn alloc;     /* NULL (both): aligned_alloc/free */
+	cmap_free_fn free;
+	void *alloc_ctx;
+	unsigned flags;          /* enum cmap_flags */
+} cmap_config_t;
+
+typedef struct cmap cmap_t;
+
+/* Create a map.  Returns CMAP_OK and stores the map in *out, or CMAP_EINVAL
+ * (bad config: size too large, only one allocator hook, identity hasher with
+ * the wrong key size) or CMAP_ENOMEM.  cfg is copied. */
+int cmap_new(cmap_t **out, const cmap_config_t *cfg);
+
+/* Free a map and everything in it, running the destructors of every live
+ * entry and of all pending garbage.
+ * Threading precondition: no other thread uses the map, now or later.
+ * NULL is a no-op. */
+void cmap_free(cmap_t *map);
+
+/* ---- operations ------------------------------------------------------- */
+
+/* Insert or replace.  Returns CMAP_OK (inserted) or CMAP_REPLACED.
+ * If old is non-NULL and an entry was replaced, its value is copied to old
+ * and its ownership passes to the caller (val_dtor will not be called on
+ * it).  For a variable-length value map, old_len must be non-NULL: on input
+ * the capacity of old, on return the old value's length; if the capacity is
+ * too small nothing changes and CMAP_ERANGE is returned.  For fixed-size
+ * values old_len may be NULL. */
+int cmap_set(cmap_t *map, const void *key, size_t klen, const void *val,
+	     size_t vlen, void *old, size_t *old_len);
+
+/* Look up key and copy its value to val (if non-NULL).  Returns CMAP_OK or
+ * CMAP_NOT_FOUND.  vlen is as old_len in cmap_set (CMAP_ERANGE if small). */
+int cmap_get(cmap_t *map, const void *key, size_t klen, void *val,
+	     size_t *vlen);
+
+/* Called by cmap_get_with with borrowed pointers, valid only until it
+ * returns.  It may call any cmap function except cmap_free. */
+typedef void (*cmap_visit_fn)(const void *key, size_t klen, const void *val,
+			      size_t vlen, void *ctx);
+
+/* Look up key and, if found, call fn on the stored entry.  Returns CMAP_OK
+ * or CMAP_NOT_FOUND.  No lock is held while fn runs; the entry is protected
+ * from reclamation, so fn should be short (it delays reclamation). */
+int cmap_get_with(cmap_t *map, const void *key, size_t klen, cmap_visit_fn fn,
+		  void *ctx);
+
+/* Remove key.  Returns CMAP_OK or CMAP_NOT_FOUND.  old/old_len as in
+ * cmap_set: the removed value is copied out and ownership passes on. */
+int cmap_remove(cmap_t *map, const void *key, size_t klen, void *old,
+		size_t *old_len);
+
+/* Number of entries: O(threads that ever used the map), no trie walk.
+ * Exact when no writer runs concurrently.  0 for NULL. */
+size_t cmap_len(const cmap_t *map);
+
+/* ---- reclamation ------------------------------------------------------ */
+
+/* Retire a caller-owned object: fn(ptr) is called once no thread that was
+ * inside a cmap operation on this map when cmap_defer_free was called can
+ * still be inside it (the map's grace period, as liburcu's call_rcu).
+ * Returns CMAP_OK, or CMAP_ENOMEM/CMAP_EINVAL (then nothing was deferred). */
+int cmap_defer_free(cmap_t *map, void *ptr, void (*fn)(void *ptr));
+
+/* Try to end a grace period now and free the calling thread's expired
+ * garbage.  Returns the number of objects this thread still has pending. */
+size_t cmap_collect(cmap_t *map);
+
+/* Leave every map the calling thread has joined (also done automatically
+ * at thread exit).  The thread may use maps again afterwards. */
+void cmap_thread_exit(void);
+
+/* ---- introspection ---------------------------------------------------- */
+
+#define CMAP_MAX_LEVELS 16
+
+typedef struct cmap_stats {
+	size_t entries;         /* entries found by the walk */
+	size_t inner_nodes;     /* inner (bitmap/slot) nodes, root included */
+	size_t buckets;         /* leaf buckets */
+	size_t collision_buckets; /* buckets past the last level (full-hash
+				     collisions) */
+	size_t nodes_per_level[CMAP_MAX_LEVELS]; /* inner nodes + buckets */
+	unsigned max_depth;     /* deepest bucket's level (root = 0) */
+	size_t bytes_in_use;    /* bytes of live nodes, buckets and items */
+	size_t bytes_reserved;  /* bytes obtained from the allocator */
+	size_t garbage_pending; /* retired objects not yet reclaimed */
+	size_t threads;         /* thread records (live and reusable) */
+} cmap_stats_t;
+
+/* Walk the whole map, check every structural invariant and fill *stats
+ * (if non-NULL).  Returns CMAP_OK, or CMAP_EINVAL if an invariant is broken
+ * (a description goes to stderr).  Safe to call concurrently with other
+ * operations, but the invariants are only guaranteed when no writer runs. */
+int cmap_validate(cmap_t *map, cmap_stats_t *stats);
+
+/* ---- typed wrappers ----------------------------------------------------- */
+
+/*
+ * CMAP_TYPED(name, K, V) defines `name_t` and static inline functions over
+ * fixed-size K and V that call the generic core above:
+ *   int  name_new(name_t **m, cmap_hash_fn hash)     (NULL hash: xxh3)
+ *   void name_free(name_t *m)
+ *   int  name_set(name_t *m, K k, V v, V *old)       (old may be NULL)
+ *   int  name_get(name_t *m, K k, V *out)
+ *   int  name_remove(name_t *m, K k, V *old)
+ *   size_t name_len(name_t *m)
+ *   cmap_t *name_map(name_t *m)                      (the generic map)
+ * K must not contain padding bytes unless a custom eq is used through the
+ * generic API.
+ */
+#define CMAP_TYPED(name, K, V)                                                \
+	typedef struct name name##_t;                                         \
+	static inline cmap_t *name##_map(name##_t *m) { return (cmap_t *)m; } \
+	static inline int name##_new(name##_t **m, cmap_hash_fn hash)         \
+	{                                                                     \
+		cmap_config_t c = {0};                                        \
+		c.key_size = sizeof(K);                                       \
+		c.val_size = sizeof(V);                                       \
+		c.hash = hash;                                                \
+		return cmap_new((cmap_t **)m, &c);                            \
+	}                                                                     \
+	static inline void name##_free(name##_t *m) { cmap_free((cmap_t *)m); } \
+	static inline int name##_set(name##_t *m, K k, V v, V *old)           \
+	{                                                                     \
+		return cmap_set((cmap_t *)m, &k, sizeof k, &v, sizeof v, old, \
+				NULL);                                        \
+	}                                                                     \
+	static inline int name##_get(name##_t *m, K k, V *out)                \
+	{                                                                     \
+		return cmap_get((cmap_t *)m, &k, sizeof k, out, NULL);        \
+	}                                                                     \
+	static inline int name##_remove(name##_t *m, K k, V *old)             \
+	{                                                                     \
+		return cmap_remove((cmap_t *)m, &k, sizeof k, old, NULL);     \
+	}                                                                     \
+	static inline size_t name##_len(name##_t *m)                          \
+	{                                                                     \
+		return cmap_len((cmap_t *)m);                                 \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CMAP_H */

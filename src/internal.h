@@ -1,0 +1,256 @@
+/*
+ * Internal declarations shared by the files in src/.  Grouped by the file
+ * that defines them.  Nothing here is part of the public API.
+ */
+#ifndef CMAP_INTERNAL_H
+#define CMAP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cmap.h"
+
+#define CMAP_API __attribute__((visibility("default")))
+#define CACHELINE 64
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Atomics are reached only through these macros, so every ordering is
+ * spelled out at the call site and greppable.  The comment at each use
+ * says what the ordering pairs with.
+ */
+#define ld_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define ld_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define ld_seqcst(p) atomic_load_explicit((p), memory_order_seq_cst)
+#define st_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define st_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define cas_seqcst(p, e, d)                                                   \
+	atomic_compare_exchange_strong_explicit((p), (e), (d),                \
+						memory_order_seq_cst,         \
+						memory_order_acquire)
+#define cas_release(p, e, d)                                                  \
+	atomic_compare_exchange_strong_explicit((p), (e), (d),                \
+						memory_order_release,         \
+						memory_order_relaxed)
+#define cas_acqrel(p, e, d)                                                   \
+	atomic_compare_exchange_strong_explicit((p), (e), (d),                \
+						memory_order_acq_rel,         \
+						memory_order_acquire)
+
+/* AddressSanitizer sees through our pools only if we poison free blocks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CMAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CMAP_ASAN 1
+#endif
+#endif
+#ifdef CMAP_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* ==== trie geometry (trie.c, validate.c) =============================== */
+
+/*
+ * An inner node is an array of FANOUT atomic slots indexed by BITS bits of
+ * the hash, lowest bits first (level d uses bits [d*BITS, d*BITS+BITS)).
+ * A slot holds 0 (empty), a tagged pointer to an inner node, or a tagged
+ * pointer to a bucket.  Tag bits (nodes and buckets are 16-byte aligned):
+ *   bit 0  FROZEN  the slot's node is being replaced; the slot is immutable
+ *   bit 1  BUCKET  the pointer is a bucket, else an inner node
+ */
+#define BITS 5
+#define FANOUT (1u << BITS)
+#define MASK ((uint64_t)FANOUT - 1)
+/* Deepest level that still has hash bits to index: 12 for BITS = 5. */
+#define LAST_LEVEL ((64 + BITS - 1) / BITS - 1)
+/* A bucket holds up to BMAX entries before it splits into an inner node
+ * (except past LAST_LEVEL, where entries share all 64 hash bits). */
+#define BMAX 16
+/* A non-root inner node whose children are all buckets holding at most
+ * BMERGE entries together is contracted into one bucket. */
+#define BMERGE 8
+
+#define T_FROZEN ((uintptr_t)1)
+#define T_BUCKET ((uintptr_t)2)
+#define T_MASK ((uintptr_t)3)
+
+_Static_assert(LAST_LEVEL + 2 <= CMAP_MAX_LEVELS, "stats levels too few");
+_Static_assert(BMERGE < BMAX, "merge threshold must leave hysteresis");
+
+typedef struct inner {
+	_Atomic(uintptr_t) slot[FANOUT];
+} inner_t;
+
+/*
+ * A bucket is immutable once published.  Fixed-size maps store n keys then
+ * n values inline (each array 8-byte aligned); variable-length maps store n
+ * {hash, blob} pairs.  size is the allocation size (for the pool).
+ */
+typedef struct bucket {
+	uint32_t n;
+	uint32_t size;
+	_Alignas(8) unsigned char data[];
+} bucket_t;
+
+/* A variable-length entry: key bytes, then the value 8-byte aligned. */
+typedef struct blob {
+	uint32_t klen, vlen;
+	_Alignas(8) unsigned char data[];
+} blob_t;
+
+typedef struct vent {
+	uint64_t hash;
+	blob_t *blob;
+} vent_t;
+
+static inline bool is_bucket(uintptr_t v) { return v & T_BUCKET; }
+static inline bool is_frozen(uintptr_t v) { return v & T_FROZEN; }
+static inline inner_t *as_inner(uintptr_t v) { return (inner_t *)(v & ~T_MASK); }
+static inline bucket_t *as_bucket(uintptr_t v)
+{
+	return (bucket_t *)(v & ~T_MASK);
+}
+static inline unsigned hidx(uint64_t h, unsigned level)
+{
+	return (unsigned)((h >> (level * BITS)) & MASK);
+}
+static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* ==== pool.c: node memory =============================================== */
+
+#define POOL_GRAN 16
+#define POOL_NCLASS 64 /* classes 16, 32, ..., 1024 bytes */
+#define POOL_MAX (POOL_GRAN * POOL_NCLASS)
+
+typedef struct pool_local {
+	void *free[POOL_NCLASS];
+	uint32_t nfree[POOL_NCLASS];
+	char *bump, *bump_end;
+} pool_local_t;
+
+typedef struct pool_shared {
+	/* Lock-free stacks: chunks (for cmap_free) and per-class depots of
+	 * free-block batches that balance memory between threads. */
+	_Atomic(void *) chunks;
+	_Atomic(void *) depot[POOL_NCLASS];
+	_Atomic(size_t) reserved; /* bytes obtained from the hooks */
+} pool_shared_t;
+
+struct rec;
+void *cmap__alloc(cmap_t *m, struct rec *r, size_t size);
+void cmap__dealloc(cmap_t *m, struct rec *r, void *p, size_t size);
+void cmap__pool_release_all(cmap_t *m);
+
+/* ==== epoch.c: threads and reclamation ================================== */
+
+/* What a garbage item is; low bits of gitem.aux. */
+enum {
+	G_USER = 0,   /* fn(p) */
+	G_INNER = 1,  /* free an inner node */
+	G_BUCKET = 2, /* free a bucket; maybe destroy entry aux>>4 */
+	G_BLOB = 3,   /* free a blob; maybe destroy its key/value */
+	G_KIND = 3,
+	G_DKEY = 4, /* destroy the key of the named entry */
+	G_DVAL = 8, /* destroy the value of the named entry */
+};
+
+typedef struct gitem {
+	void *p;
+	void (*fn)(void *);
+	uintptr_t aux;
+} gitem_t;
+
+typedef struct bag {
+	uint64_t epoch; /* global epoch read when its items were retired */
+	size_t n, cap;
+	gitem_t *items;
+} bag_t;
+
+struct tctx;
+
+/*
+ * A thread's record in one map.  The first cache line is written only by
+ * the owning thread; other threads read it when advancing the epoch or
+ * summing len.
+ */
+typedef struct rec {
+	/* (epoch << 1) | 1 while inside an operation, 0 outside. */
+	_Atomic(uint64_t) state;
+	/* Entries inserted minus entries removed by this record. */
+	_Atomic(int64_t) count;
+	/* Retired objects not yet freed (for stats). */
+	_Atomic(size_t) pending;
+	unsigned nest; /* critical-section nesting (get_with callbacks) */
+	_Alignas(CACHELINE) bag_t bags[3];
+	pool_local_t pool;
+	/* Ownership, protected by the process-wide registry lock. */
+	struct tctx *owner;
+	size_t owner_slot;
+	struct rec *next; /* map's record list; immutable once pushed */
+} __attribute__((aligned(CACHELINE))) rec_t;
+
+rec_t *cmap__join(cmap_t *m);
+void cmap__retire(cmap_t *m, rec_t *r, void *p, void (*fn)(void *),
+		  uintptr_t aux);
+int cmap__reserve(cmap_t *m, rec_t *r, size_t k);
+void cmap__epoch_free_all(cmap_t *m);
+size_t cmap__pending(const cmap_t *m);
+void cmap__global_init(void);
+extern bool cmap__membarrier_ok;
+
+/* ==== the map (trie.c) ================================================== */
+
+struct cmap {
+	/* Read by every operation; written only by epoch advances. */
+	_Alignas(CACHELINE) inner_t *root;
+	uint64_t id;
+	cmap_hash_fn hash;
+	uint64_t seed;
+	cmap_eq_fn eq;
+	uint32_t ks, vs;
+	bool var; /* ks == 0 || vs == 0: entries are blobs */
+	unsigned flags;
+	_Atomic(uint64_t) epoch;
+
+	_Alignas(CACHELINE) _Atomic(rec_t *) recs;
+	pool_shared_t pool;
+	cmap_config_t cfg;
+};
+
+/* Free callbacks used by reclamation (trie.c). */
+void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g);
+size_t cmap__bucket_bytes(const cmap_t *m, uint32_t n);
+size_t cmap__blob_bytes(uint32_t klen, uint32_t vlen);
+
+/* Accessors for bucket contents (trie.c); validate.c uses them too. */
+static inline unsigned char *bkey(const cmap_t *m, bucket_t *b, uint32_t i)
+{
+	return b->data + (size_t)i * m->ks;
+}
+static inline unsigned char *bval(const cmap_t *m, bucket_t *b, uint32_t i)
+{
+	return b->data + align8((size_t)b->n * m->ks) + (size_t)i * m->vs;
+}
+static inline vent_t *bvent(bucket_t *b, uint32_t i)
+{
+	return (vent_t *)b->data + i;
+}
+static inline unsigned char *blob_val(blob_t *bl)
+{
+	return bl->data + align8(bl->klen);
+}
+
+/* Enter/leave a read-side critical section (inline for the hot path). */
+rec_t *cmap__enter(cmap_t *m);
+void cmap__leave(rec_t *r);
+
+#endif /* CMAP_INTERNAL_H */
