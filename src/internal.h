@@ -40,6 +40,23 @@
 						memory_order_acq_rel,         \
 						memory_order_acquire)
 
+/* A full fence.  ThreadSanitizer does not model atomic_thread_fence (gcc
+ * warns), so under TSan the fence is a seq_cst RMW on a private word. */
+#if defined(__SANITIZE_THREAD__)
+#define CMAP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CMAP_TSAN 1
+#endif
+#endif
+#ifdef CMAP_TSAN
+#define full_fence(word)                                                      \
+	((void)atomic_fetch_add_explicit((word), 0, memory_order_seq_cst))
+#else
+#define full_fence(word)                                                      \
+	((void)(word), atomic_thread_fence(memory_order_seq_cst))
+#endif
+
 /* AddressSanitizer sees through our pools only if we poison free blocks. */
 #if defined(__SANITIZE_ADDRESS__)
 #define CMAP_ASAN 1
@@ -135,6 +152,7 @@ typedef struct pool_local {
 	void *free[POOL_NCLASS];
 	uint32_t nfree[POOL_NCLASS];
 	char *bump, *bump_end;
+	size_t chunk_size; /* size of the next chunk to carve */
 } pool_local_t;
 
 typedef struct pool_shared {
@@ -189,7 +207,9 @@ typedef struct rec {
 	_Atomic(int64_t) count;
 	/* Retired objects not yet freed (for stats). */
 	_Atomic(size_t) pending;
-	unsigned nest; /* critical-section nesting (get_with callbacks) */
+	unsigned nest;       /* critical-section nesting (get_with callbacks) */
+	unsigned in_reclaim; /* running destructors: no retiring now */
+	unsigned since_collect; /* retirements since the last collect */
 	_Alignas(CACHELINE) bag_t bags[3];
 	pool_local_t pool;
 	/* Ownership, protected by the process-wide registry lock. */
@@ -199,6 +219,8 @@ typedef struct rec {
 } __attribute__((aligned(CACHELINE))) rec_t;
 
 rec_t *cmap__join(cmap_t *m);
+void cmap__maybe_collect(cmap_t *m, rec_t *r);
+size_t cmap__nrecords(const cmap_t *m);
 void cmap__retire(cmap_t *m, rec_t *r, void *p, void (*fn)(void *),
 		  uintptr_t aux);
 int cmap__reserve(cmap_t *m, rec_t *r, size_t k);
@@ -249,8 +271,51 @@ static inline unsigned char *blob_val(blob_t *bl)
 	return bl->data + align8(bl->klen);
 }
 
-/* Enter/leave a read-side critical section (inline for the hot path). */
-rec_t *cmap__enter(cmap_t *m);
-void cmap__leave(rec_t *r);
+/* ==== epoch.c: the hot path, inline ==================================== */
+
+/* The calling thread's record for the map it used last.  id guards against
+ * a new map allocated at a freed map's address. */
+struct tlcache {
+	cmap_t *m;
+	uint64_t id;
+	rec_t *r;
+};
+extern __attribute__((tls_model("initial-exec"))) _Thread_local struct tlcache
+    cmap__tl;
+
+/* Enter an operation on m (nestable).  NULL only when joining the map
+ * failed for lack of memory. */
+static inline rec_t *cmap__enter(cmap_t *m)
+{
+	rec_t *r = cmap__tl.r;
+	if (unlikely(cmap__tl.m != m || cmap__tl.id != m->id)) {
+		r = cmap__join(m);
+		if (!r)
+			return NULL;
+	}
+	if (r->nest++ == 0) {
+		/* Acquire: pairs with the seq_cst advance that wrote E. */
+		uint64_t e = ld_acquire(&m->epoch);
+		/* Release: a scan that sees this value also sees (happens
+		 * after) every read of our earlier operations. */
+		st_release(&r->state, (e << 1) | 1);
+		/* StoreLoad between the announcement and our trie reads: the
+		 * reclaimer's membarrier supplies it; without membarrier we
+		 * pay for it here. */
+		if (likely(cmap__membarrier_ok))
+			atomic_signal_fence(memory_order_seq_cst);
+		else
+			full_fence(&r->state);
+	}
+	return r;
+}
+
+static inline void cmap__leave(rec_t *r)
+{
+	/* Release: pairs with the scan's acquire, ordering every read of
+	 * this operation before any free that the scan allows. */
+	if (--r->nest == 0)
+		st_release(&r->state, 0);
+}
 
 #endif /* CMAP_INTERNAL_H */

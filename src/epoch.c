@@ -1,0 +1,421 @@
+/*
+ * Epoch-based reclamation (EBR), one domain per map, after Fraser,
+ * "Practical lock-freedom" (2004), section 5.2.3, with the reader-side fence
+ * moved to the reclaimer through membarrier(2) as in liburcu's memb flavour.
+ *
+ * State.  The map has a global epoch E.  Each thread that uses the map owns
+ * a record whose `state` is (e << 1) | 1 while the thread is inside an
+ * operation that began when it read E == e, and 0 outside operations.
+ * Objects unlinked from the trie are "retired" into the retiring thread's
+ * bag for the tag g = the value of E read *after* the unlinking CAS.
+ *
+ * Advance.  E goes from e to e + 1 only after a scan that sees every record
+ * either outside an operation or inside one that announced e.
+ *
+ * Why freeing an object tagged g is safe once E >= g + 2.  Let R be a
+ * thread that can still reach the object: it read the pointer before the
+ * unlinking CAS took effect, inside an operation that announced r.  R read E
+ * (= r) before that pointer, so the retirer's later read of E gives g >= r
+ * (the unlink CAS and the tag load are seq_cst; the advance CAS is seq_cst;
+ * R's loads are acquire and, via the membarrier below, ordered after its
+ * announcement).  While R stays inside that operation, E cannot pass r + 1:
+ * the advance from r + 1 needs a scan that sees R in r + 1 or outside, and
+ * membarrier() makes R's announcement visible to any scan that starts after
+ * R's first read of the trie (or else R's reads come after the barrier and
+ * see the unlink, so R cannot reach the object at all).  Hence E >= g + 2
+ * >= r + 2 implies R has left the operation.  Three bags per record
+ * (indexed g % 3) suffice: a bag whose tag differs from the current g holds
+ * tags <= g - 3, already expired.
+ *
+ * Reader cost.  Entering an operation reads E (a read-mostly line) and
+ * stores the record's own cache line; leaving stores it again.  No atomic
+ * read-modify-write and no fence: the StoreLoad ordering between the
+ * announcement and the trie reads that EBR needs is supplied by the
+ * reclaimer's membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a
+ * full barrier on every CPU running one of our threads.  Where membarrier
+ * is unavailable the reader pays a seq_cst fence instead (cmap__membarrier_ok
+ * is false).
+ *
+ * Bounds.  A thread tries to advance after every COLLECT_EVERY retirements,
+ * outside any operation.  While every thread keeps completing operations,
+ * each record holds at most about 3 * COLLECT_EVERY retired objects (plus
+ * user deferrals), so unreclaimed memory is bounded by threads * 3 *
+ * COLLECT_EVERY * node size.  A thread stalled inside an operation (e.g. in
+ * a slow get_with callback) stops E from advancing and so delays every
+ * free in the map until it returns; nothing is lost, and stats report the
+ * pending count.
+ *
+ * Threads.  Records are found through a thread-local one-entry cache; the
+ * slow path (first use of a map by a thread) and thread exit take one
+ * process-wide mutex, which also orders them against cmap_free.  Released
+ * records (thread exit) keep their pending garbage and are reused by the
+ * next thread that joins, so records never outnumber the peak number of
+ * threads that used the map at once.
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Retirements between reclamation attempts (each costs one membarrier). */
+#define COLLECT_EVERY 512
+#define BAG_MIN 64
+
+bool cmap__membarrier_ok;
+
+/* One thread's list of the maps it has joined. */
+struct tent {
+	/* NULL: free slot, or the map was freed.  Written under g_lock (also
+	 * by cmap_free in another thread), read by the owner without it. */
+	_Atomic(cmap_t *) map;
+	rec_t *rec;
+};
+struct tctx {
+	struct tent *ents;
+	size_t n, cap;
+};
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t g_key;
+static bool g_key_ok;
+
+__attribute__((tls_model("initial-exec"))) _Thread_local struct tlcache
+    cmap__tl;
+static _Thread_local struct tctx *tl_ctx;
+
+static void thread_leave_all(struct tctx *ctx);
+
+static void key_dtor(void *p) { thread_leave_all(p); }
+
+static void global_init(void)
+{
+	/* Registration is per process and lasts for its lifetime. */
+	long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	if (q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    syscall(__NR_membarrier,
+		    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+		cmap__membarrier_ok = true;
+	g_key_ok = pthread_key_create(&g_key, key_dtor) == 0;
+}
+
+void cmap__global_init(void) { pthread_once(&g_once, global_init); }
+
+/* The reclaimer's half of the asymmetric fence (see the header comment). */
+static void heavy_barrier(void)
+{
+	if (cmap__membarrier_ok &&
+	    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) ==
+		0)
+		return;
+	static _Atomic(uint64_t) word;
+	full_fence(&word);
+}
+
+static void *sys_alloc(cmap_t *m, size_t size, size_t align)
+{
+	return m->cfg.alloc(m->cfg.alloc_ctx, size, align);
+}
+
+static void sys_free(cmap_t *m, void *p, size_t size)
+{
+	if (p)
+		m->cfg.free(m->cfg.alloc_ctx, p, size);
+}
+
+/* ---- joining and leaving ------------------------------------------------ */
+
+static rec_t *claim_record(cmap_t *m)
+{
+	/* Under g_lock: no other thread claims or releases records now. */
+	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+		if (!r->owner)
+			return r;
+	rec_t *r = sys_alloc(m, sizeof *r, CACHELINE);
+	if (!r)
+		return NULL;
+	memset(r, 0, sizeof *r);
+	r->next = ld_relaxed(&m->recs);
+	/* Release: scanners that find r (acquire) see it initialised. */
+	st_release(&m->recs, r);
+	return r;
+}
+
+rec_t *cmap__join(cmap_t *m)
+{
+	rec_t *r = NULL;
+	struct tctx *ctx = tl_ctx;
+	/* Fast path: a map this thread joined before (the cache holds only
+	 * the last one).  Relaxed: only cmap_free, which the caller ordered
+	 * before any later use of a map at this address, clears entries. */
+	for (size_t i = 0; ctx && i < ctx->n; i++) {
+		if (ld_relaxed(&ctx->ents[i].map) == m) {
+			r = ctx->ents[i].rec;
+			cmap__tl = (struct tlcache){m, m->id, r};
+			return r;
+		}
+	}
+	cmap__global_init();
+	pthread_mutex_lock(&g_lock);
+	ctx = tl_ctx;
+	if (!ctx) {
+		ctx = calloc(1, sizeof *ctx);
+		if (!ctx)
+			goto out;
+		if (g_key_ok)
+			pthread_setspecific(g_key, ctx);
+		tl_ctx = ctx;
+	}
+	size_t free_slot = ctx->n;
+	for (size_t i = 0; i < ctx->n; i++) {
+		if (!ld_relaxed(&ctx->ents[i].map) && free_slot == ctx->n)
+			free_slot = i;
+	}
+	if (free_slot == ctx->cap) {
+		size_t cap = ctx->cap ? 2 * ctx->cap : 4;
+		struct tent *e = realloc(ctx->ents, cap * sizeof *e);
+		if (!e)
+			goto out;
+		ctx->ents = e;
+		ctx->cap = cap;
+	}
+	r = claim_record(m);
+	if (!r)
+		goto out;
+	r->owner = ctx;
+	r->owner_slot = free_slot;
+	ctx->ents[free_slot].rec = r;
+	st_relaxed(&ctx->ents[free_slot].map, m);
+	if (free_slot == ctx->n)
+		ctx->n++;
+out:
+	pthread_mutex_unlock(&g_lock);
+	if (r)
+		cmap__tl = (struct tlcache){m, m->id, r};
+	return r;
+}
+
+static void thread_leave_all(struct tctx *ctx)
+{
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&g_lock);
+	for (size_t i = 0; i < ctx->n; i++) {
+		rec_t *r = ctx->ents[i].rec;
+		if (!ld_relaxed(&ctx->ents[i].map))
+			continue;
+		/* The record keeps its garbage and pool; the next owner
+		 * inherits both. */
+		r->nest = 0;
+		st_release(&r->state, 0); /* pairs with the scan's acquire */
+		r->owner = NULL;
+	}
+	pthread_mutex_unlock(&g_lock);
+	free(ctx->ents);
+	free(ctx);
+}
+
+CMAP_API void cmap_thread_exit(void)
+{
+	struct tctx *ctx = tl_ctx;
+	if (!ctx)
+		return;
+	tl_ctx = NULL;
+	cmap__tl = (struct tlcache){0};
+	if (g_key_ok)
+		pthread_setspecific(g_key, NULL);
+	thread_leave_all(ctx);
+}
+
+/* Called by cmap_free under the precondition that no thread uses m: make
+ * every thread forget m (its cached slot may still name it). */
+static void forget_map(cmap_t *m)
+{
+	pthread_mutex_lock(&g_lock);
+	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next) {
+		if (r->owner)
+			st_relaxed(&r->owner->ents[r->owner_slot].map, NULL);
+		r->owner = NULL;
+	}
+	pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- garbage ---------------------------------------------------------------- */
+
+/* Make room for k more items in every bag, so that retiring after a
+ * successful CAS cannot fail.  Called before the operation. */
+int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
+{
+	for (int i = 0; i < 3; i++) {
+		bag_t *b = &r->bags[i];
+		if (b->cap - b->n >= k)
+			continue;
+		size_t cap = b->cap ? b->cap : BAG_MIN;
+		while (cap - b->n < k)
+			cap *= 2;
+		gitem_t *it = sys_alloc(m, cap * sizeof *it, 16);
+		if (!it)
+			return CMAP_ENOMEM;
+		if (b->n)
+			memcpy(it, b->items, b->n * sizeof *it);
+		sys_free(m, b->items, b->cap * sizeof *it);
+		b->items = it;
+		b->cap = cap;
+	}
+	return CMAP_OK;
+}
+
+static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
+{
+	size_t n = b->n;
+	/* Items may run user destructors; they must not retire into this bag
+	 * (write operations refuse to run while in_reclaim is set). */
+	r->in_reclaim++;
+	for (size_t i = 0; i < n; i++)
+		cmap__reclaim_item(m, r, &b->items[i]);
+	r->in_reclaim--;
+	b->n = 0;
+	st_relaxed(&r->pending, ld_relaxed(&r->pending) - n);
+}
+
+void cmap__retire(cmap_t *m, rec_t *r, void *p, void (*fn)(void *),
+		  uintptr_t aux)
+{
+	/* seq_cst: ordered after the unlinking seq_cst CAS in the single total
+	 * order, so the tag is at least the epoch any reader of p announced
+	 * (header comment). */
+	uint64_t g = ld_seqcst(&m->epoch);
+	bag_t *b = &r->bags[g % 3];
+	if (b->epoch != g) {
+		/* Tags only grow (coherence), so this bag's tag is <= g - 3. */
+		if (b->n)
+			free_bag(m, r, b);
+		b->epoch = g;
+	}
+	b->items[b->n++] = (gitem_t){p, fn, aux};
+	st_relaxed(&r->pending, ld_relaxed(&r->pending) + 1);
+	r->since_collect++;
+}
+
+/* One attempt to move E forward; returns the epoch now in force. */
+static uint64_t try_advance(cmap_t *m)
+{
+	/* Acquire: pairs with the seq_cst advance that produced e. */
+	uint64_t e = ld_acquire(&m->epoch);
+	heavy_barrier();
+	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next) {
+		/* Acquire: pairs with the release stores in enter/leave, so
+		 * everything that thread read before now happens-before any
+		 * free that this scan allows. */
+		uint64_t s = ld_acquire(&r->state);
+		if ((s & 1) && (s >> 1) != e)
+			return e;
+	}
+	/* seq_cst: part of the total order the retire argument relies on;
+	 * its release half publishes the scan's conclusions. */
+	if (cas_seqcst(&m->epoch, &e, e + 1))
+		return e + 1;
+	return e;
+}
+
+/* Outside any operation: advance if possible, free what has expired. */
+static void collect(cmap_t *m, rec_t *r)
+{
+	if (r->in_reclaim || r->nest)
+		return;
+	r->since_collect = 0;
+	uint64_t g = try_advance(m);
+	for (int i = 0; i < 3; i++) {
+		bag_t *b = &r->bags[i];
+		if (b->n && b->epoch + 2 <= g)
+			free_bag(m, r, b);
+	}
+}
+
+void cmap__maybe_collect(cmap_t *m, rec_t *r)
+{
+	if (r->since_collect >= COLLECT_EVERY)
+		collect(m, r);
+}
+
+CMAP_API size_t cmap_collect(cmap_t *m)
+{
+	if (!m)
+		return 0;
+	rec_t *r = cmap__enter(m);
+	if (!r)
+		return 0;
+	cmap__leave(r);
+	collect(m, r);
+	return ld_relaxed(&r->pending);
+}
+
+CMAP_API int cmap_defer_free(cmap_t *m, void *p, void (*fn)(void *))
+{
+	if (!m || !p || !fn)
+		return CMAP_EINVAL;
+	rec_t *r = cmap__enter(m);
+	if (!r)
+		return CMAP_ENOMEM;
+	int rc = r->in_reclaim ? CMAP_EINVAL : cmap__reserve(m, r, 1);
+	if (rc == CMAP_OK)
+		cmap__retire(m, r, p, fn, G_USER);
+	cmap__leave(r);
+	if (rc == CMAP_OK)
+		cmap__maybe_collect(m, r);
+	return rc;
+}
+
+size_t cmap__pending(const cmap_t *m)
+{
+	size_t n = 0;
+	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+		n += ld_relaxed(&r->pending);
+	return n;
+}
+
+size_t cmap__nrecords(const cmap_t *m)
+{
+	size_t n = 0;
+	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+		n++;
+	return n;
+}
+
+CMAP_API size_t cmap_len(const cmap_t *m)
+{
+	if (!m)
+		return 0;
+	int64_t n = 0;
+	/* Relaxed: an exact sum needs quiescence anyway (header). */
+	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+		n += ld_relaxed(&r->count);
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* cmap_free: run every pending item and free the records. */
+void cmap__epoch_free_all(cmap_t *m)
+{
+	forget_map(m);
+	rec_t *r = ld_acquire(&m->recs);
+	for (rec_t *x = r; x; x = x->next)
+		for (int i = 0; i < 3; i++)
+			if (x->bags[i].n)
+				free_bag(m, x, &x->bags[i]);
+	while (r) {
+		rec_t *next = r->next;
+		for (int i = 0; i < 3; i++)
+			sys_free(m, r->bags[i].items,
+				 r->bags[i].cap * sizeof(gitem_t));
+		sys_free(m, r, sizeof *r);
+		r = next;
+	}
+	st_relaxed(&m->recs, NULL);
+	if (cmap__tl.m == m)
+		cmap__tl = (struct tlcache){0};
+}

@@ -1,0 +1,173 @@
+/*
+ * Node memory.  Inner nodes, buckets and blobs up to POOL_MAX bytes come
+ * from per-thread free lists, one per 16-byte size class, refilled from
+ * chunks that the thread carves with a bump pointer.  The allocator hooks
+ * are called only for chunks (and for objects larger than POOL_MAX), so an
+ * insert usually costs no call into malloc and no atomic.
+ *
+ * Why per-thread lists are enough: a block is freed by the thread that
+ * retired it, after its grace period, into that thread's own list.  When
+ * one thread frees much more than it allocates (a remover next to an
+ * inserter), its list of a class grows past LOCAL_MAX and it hands a batch
+ * of BATCH blocks to the map's depot for that class, a lock-free stack of
+ * batches.  Popping takes the whole stack with one exchange (so there is no
+ * ABA problem), keeps one batch and pushes the rest back.
+ *
+ * Chunks start at 64 KiB per thread and double up to 2 MiB; 2 MiB chunks
+ * are 2 MiB-aligned and advised MADV_HUGEPAGE, so the part of the trie that
+ * misses in cache costs a TLB miss less often.  Chunks are returned only by
+ * cmap_free.  Free blocks are poisoned for AddressSanitizer (all but the
+ * two link words), so a use after reclamation is reported.
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#define CHUNK_MIN ((size_t)64 << 10)
+#define CHUNK_MAX ((size_t)2 << 20)
+#define CHUNK_HDR 64
+#define LOCAL_MAX 1024
+#define BATCH 256
+
+struct chunk {
+	struct chunk *next;
+	size_t size;
+};
+
+static unsigned cls_of(size_t size) { return (unsigned)((size - 1) / POOL_GRAN); }
+static size_t cls_size(unsigned c) { return (size_t)(c + 1) * POOL_GRAN; }
+
+static void **link0(void *p) { return (void **)p; }
+static void **link1(void *p) { return (void **)p + 1; }
+
+static void *hook_alloc(cmap_t *m, size_t size, size_t align)
+{
+	return m->cfg.alloc(m->cfg.alloc_ctx, size, align);
+}
+
+static bool new_chunk(cmap_t *m, pool_local_t *pl)
+{
+	size_t size = pl->chunk_size ? pl->chunk_size : CHUNK_MIN;
+	struct chunk *c = hook_alloc(m, size, size == CHUNK_MAX ? size : 64);
+	if (!c)
+		return false;
+	if (size == CHUNK_MAX)
+		(void)madvise(c, size, MADV_HUGEPAGE); /* advice only */
+	c->size = size;
+	c->next = ld_relaxed(&m->pool.chunks);
+	/* Release/acquire is not needed: the list is read only by cmap_free,
+	 * which runs after every user thread is done. */
+	while (!atomic_compare_exchange_weak_explicit(
+	    &m->pool.chunks, (void **)&c->next, c, memory_order_relaxed,
+	    memory_order_relaxed))
+		;
+	atomic_fetch_add_explicit(&m->pool.reserved, size,
+				  memory_order_relaxed); /* statistic */
+	pl->bump = (char *)c + CHUNK_HDR;
+	pl->bump_end = (char *)c + size;
+	POISON(pl->bump, size - CHUNK_HDR);
+	if (size < CHUNK_MAX)
+		pl->chunk_size = size * 2;
+	return true;
+}
+
+static void depot_push(cmap_t *m, unsigned c, void *first, void *last)
+{
+	void *head = ld_relaxed(&m->pool.depot[c]);
+	do
+		*link1(last) = head;
+	/* Release: the popper (acquire) sees the batches' links. */
+	while (!atomic_compare_exchange_weak_explicit(
+	    &m->pool.depot[c], &head, first, memory_order_release,
+	    memory_order_relaxed));
+}
+
+static void *depot_pop(cmap_t *m, unsigned c)
+{
+	if (!ld_relaxed(&m->pool.depot[c]))
+		return NULL;
+	/* Acquire: pairs with depot_push's release. */
+	void *all = atomic_exchange_explicit(&m->pool.depot[c], NULL,
+					     memory_order_acquire);
+	if (!all)
+		return NULL;
+	void *rest = *link1(all);
+	if (rest) {
+		void *last = rest;
+		while (*link1(last))
+			last = *link1(last);
+		depot_push(m, c, rest, last);
+	}
+	return all;
+}
+
+void *cmap__alloc(cmap_t *m, rec_t *r, size_t size)
+{
+	if (size > POOL_MAX || (m->flags & CMAP_NO_POOL) || !r)
+		return hook_alloc(m, size, 16);
+	unsigned c = cls_of(size);
+	size_t sz = cls_size(c);
+	pool_local_t *pl = &r->pool;
+	void *p = pl->free[c];
+	if (!p && (p = depot_pop(m, c))) {
+		pl->free[c] = p;
+		pl->nfree[c] = BATCH;
+	}
+	if (p) {
+		pl->free[c] = *link0(p);
+		pl->nfree[c]--;
+		UNPOISON(p, sz);
+		return p;
+	}
+	if ((size_t)(pl->bump_end - pl->bump) < sz && !new_chunk(m, pl))
+		return NULL;
+	p = pl->bump;
+	pl->bump += sz;
+	UNPOISON(p, sz);
+	return p;
+}
+
+/* r == NULL only from cmap_free, which releases the chunks wholesale. */
+void cmap__dealloc(cmap_t *m, rec_t *r, void *p, size_t size)
+{
+	if (!p)
+		return;
+	if (size > POOL_MAX || (m->flags & CMAP_NO_POOL)) {
+		m->cfg.free(m->cfg.alloc_ctx, p, size);
+		return;
+	}
+	if (!r)
+		return;
+	unsigned c = cls_of(size);
+	pool_local_t *pl = &r->pool;
+	*link0(p) = pl->free[c];
+	POISON((char *)p + 2 * sizeof(void *), cls_size(c) - 2 * sizeof(void *));
+	pl->free[c] = p;
+	if (++pl->nfree[c] <= LOCAL_MAX)
+		return;
+	/* Spill the first BATCH blocks as one batch. */
+	void *last = p;
+	for (int i = 1; i < BATCH; i++)
+		last = *link0(last);
+	pl->free[c] = *link0(last);
+	*link0(last) = NULL;
+	pl->nfree[c] -= BATCH;
+	/* A batch is a link0 chain of BATCH blocks; the depot links batches
+	 * through their first blocks' link1. */
+	depot_push(m, c, p, p);
+}
+
+void cmap__pool_release_all(cmap_t *m)
+{
+	struct chunk *c = ld_relaxed(&m->pool.chunks);
+	while (c) {
+		struct chunk *next = c->next;
+		UNPOISON(c, c->size);
+		m->cfg.free(m->cfg.alloc_ctx, c, c->size);
+		c = next;
+	}
+	st_relaxed(&m->pool.chunks, NULL);
+	for (unsigned i = 0; i < POOL_NCLASS; i++)
+		st_relaxed(&m->pool.depot[i], NULL);
+}
