@@ -108,9 +108,11 @@ typedef struct inner {
 } inner_t;
 
 /*
- * A bucket is immutable once published.  Fixed-size maps store n keys then
- * n values inline (each array 8-byte aligned); variable-length maps store n
- * {hash, blob} pairs.  size is the allocation size (for the pool).
+ * A bucket is immutable once published.  Fixed-size maps store n keys, then
+ * n values; the key array is padded with zeros to a multiple of 16 bytes so
+ * that lookups compare whole 16-byte groups without reading outside the
+ * bucket.  Variable-length maps store n {hash, blob} pairs.  size is the
+ * allocation size (for the pool).
  */
 typedef struct bucket {
 	uint32_t n;
@@ -141,6 +143,7 @@ static inline unsigned hidx(uint64_t h, unsigned level)
 	return (unsigned)((h >> (level * BITS)) & MASK);
 }
 static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+static inline size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* ==== pool.c: node memory =============================================== */
 
@@ -223,7 +226,17 @@ void cmap__maybe_collect(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);
 void cmap__retire(cmap_t *m, rec_t *r, void *p, void (*fn)(void *),
 		  uintptr_t aux);
-int cmap__reserve(cmap_t *m, rec_t *r, size_t k);
+int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
+
+/* Make room for k retirements in every bag before an operation, so that
+ * retiring after its CAS cannot fail. */
+static inline int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
+{
+	for (int i = 0; i < 3; i++)
+		if (r->bags[i].cap - r->bags[i].n < k)
+			return cmap__reserve_slow(m, r, k);
+	return CMAP_OK;
+}
 void cmap__epoch_free_all(cmap_t *m);
 size_t cmap__pending(const cmap_t *m);
 void cmap__global_init(void);
@@ -260,7 +273,7 @@ static inline unsigned char *bkey(const cmap_t *m, bucket_t *b, uint32_t i)
 }
 static inline unsigned char *bval(const cmap_t *m, bucket_t *b, uint32_t i)
 {
-	return b->data + align8((size_t)b->n * m->ks) + (size_t)i * m->vs;
+	return b->data + align16((size_t)b->n * m->ks) + (size_t)i * m->vs;
 }
 static inline vent_t *bvent(bucket_t *b, uint32_t i)
 {

@@ -35,6 +35,10 @@
 
 #include "internal.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 static _Atomic(uint64_t) next_id = 1;
 
 /* Retirements one set or remove may make (a bucket and a blob); helping a
@@ -47,7 +51,7 @@ size_t cmap__bucket_bytes(const cmap_t *m, uint32_t n)
 {
 	if (m->var)
 		return sizeof(bucket_t) + (size_t)n * sizeof(vent_t);
-	return sizeof(bucket_t) + align8((size_t)n * m->ks) +
+	return sizeof(bucket_t) + align16((size_t)n * m->ks) +
 	       (size_t)n * m->vs;
 }
 
@@ -58,15 +62,41 @@ size_t cmap__blob_bytes(uint32_t klen, uint32_t vlen)
 
 static uintptr_t tag_bucket(bucket_t *b) { return (uintptr_t)b | T_BUCKET; }
 
+/* Set a bucket's count; zero the key padding, which lookups compare. */
+static void bucket_set_n(const cmap_t *m, bucket_t *b, uint32_t n)
+{
+	b->n = n;
+	if (!m->var && n)
+		memset(b->data + align16((size_t)n * m->ks) - 16, 0, 16);
+}
+
 static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n)
 {
 	size_t size = cmap__bucket_bytes(m, n);
 	bucket_t *b = cmap__alloc(m, r, size);
 	if (b) {
-		b->n = n;
 		b->size = (uint32_t)size;
+		bucket_set_n(m, b, n);
 	}
 	return b;
+}
+
+/* Copy a fixed-size item; the common sizes avoid a call to memcpy. */
+static inline void copy_item(void *dst, const void *src, size_t n)
+{
+	switch (n) {
+	case 4:
+		memcpy(dst, src, 4);
+		break;
+	case 8:
+		memcpy(dst, src, 8);
+		break;
+	case 16:
+		memcpy(dst, src, 16);
+		break;
+	default:
+		memcpy(dst, src, n);
+	}
 }
 
 static void bucket_dealloc(cmap_t *m, rec_t *r, bucket_t *b)
@@ -120,26 +150,39 @@ static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
 		}
 		return -1;
 	}
-	if (!m->eq && m->ks == 4) {
-		uint32_t k, x;
-		memcpy(&k, key, 4);
-		for (uint32_t i = 0; i < n; i++) {
-			memcpy(&x, b->data + 4 * (size_t)i, 4);
-			if (x == k)
-				return (int)i;
+#ifdef __SSE2__
+	/* Compare 16-byte groups of keys (the key array is zero-padded to
+	 * whole groups).  A match in the padding can only follow every real
+	 * key, hence the j < n check.  Few, well-predicted branches let the
+	 * CPU run ahead into the next lookup while this one waits on memory. */
+	if (!m->eq && (m->ks == 4 || m->ks == 8)) {
+		uint32_t k4;
+		uint64_t k8;
+		__m128i kk;
+		if (m->ks == 4) {
+			memcpy(&k4, key, 4);
+			kk = _mm_set1_epi32((int)k4);
+		} else {
+			memcpy(&k8, key, 8);
+			kk = _mm_set1_epi64x((long long)k8);
+		}
+		uint32_t per = 16 / m->ks;
+		for (uint32_t i = 0; i < n; i += per) {
+			__m128i x = _mm_loadu_si128(
+			    (const __m128i *)(b->data + (size_t)i * m->ks));
+			unsigned mk = (unsigned)_mm_movemask_ps(
+			    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+			if (m->ks == 8)
+				mk = mk & (mk >> 1) & 5; /* both halves */
+			if (mk) {
+				uint32_t j = i + (uint32_t)__builtin_ctz(mk) /
+						     (m->ks / 4);
+				return j < n ? (int)j : -1;
+			}
 		}
 		return -1;
 	}
-	if (!m->eq && m->ks == 8) {
-		uint64_t k, x;
-		memcpy(&k, key, 8);
-		for (uint32_t i = 0; i < n; i++) {
-			memcpy(&x, b->data + 8 * (size_t)i, 8);
-			if (x == k)
-				return (int)i;
-		}
-		return -1;
-	}
+#endif
 	for (uint32_t i = 0; i < n; i++)
 		if (key_eq(m, bkey(m, b, i), key, m->ks))
 			return (int)i;
@@ -179,13 +222,13 @@ static eref_t ref_of(const cmap_t *m, bucket_t *b, uint32_t i)
 static void fill_bucket(const cmap_t *m, bucket_t *nb, const eref_t *refs,
 			uint32_t n)
 {
-	nb->n = n;
+	bucket_set_n(m, nb, n);
 	for (uint32_t i = 0; i < n; i++) {
 		if (m->var) {
 			*bvent(nb, i) = refs[i].ve;
 		} else {
-			memcpy(bkey(m, nb, i), refs[i].k, m->ks);
-			memcpy(bval(m, nb, i), refs[i].v, m->vs);
+			copy_item(bkey(m, nb, i), refs[i].k, m->ks);
+			copy_item(bval(m, nb, i), refs[i].v, m->vs);
 		}
 	}
 }
@@ -209,8 +252,8 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	memcpy(nk, ok, keep * ks);
 	memcpy(nv, ov, keep * vs);
 	if (!drop) {
-		memcpy(nk + (size_t)at * ks, key, ks);
-		memcpy(nv + (size_t)at * vs, val, vs);
+		copy_item(nk + (size_t)at * ks, key, ks);
+		copy_item(nv + (size_t)at * vs, val, vs);
 	}
 	if (at < n) { /* entries after a replaced or dropped one */
 		uint32_t tail = n - at - 1, dst = drop ? at : at + 1;
@@ -505,7 +548,7 @@ static void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 			*len = bl->vlen;
 	} else {
 		if (out)
-			memcpy(out, bval(m, b, i), m->vs);
+			copy_item(out, bval(m, b, i), m->vs);
 		if (len)
 			*len = m->vs;
 	}
@@ -749,6 +792,75 @@ CMAP_API int cmap_get(cmap_t *m, const void *key, size_t klen, void *val,
 		copy_out(m, b, (uint32_t)i, val, vlen);
 	cmap__leave(r);
 	return rc;
+}
+
+/* Keys per round of cmap_get_batch: enough misses in flight to cover the
+ * memory latency, few enough that the prefetched lines stay in L1. */
+#define BATCH_GROUP 32
+
+static inline void prefetch_next(uintptr_t v, uint64_t h, unsigned d)
+{
+	if (is_bucket(v)) {
+		/* Header and keys, then (usually) the value's line. */
+		__builtin_prefetch(as_bucket(v));
+		__builtin_prefetch((char *)as_bucket(v) + 64);
+	} else if (v)
+		__builtin_prefetch(&as_inner(v)->slot[hidx(h, d)]);
+}
+
+CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
+			     unsigned char *found)
+{
+	if (!m || (n && (!keys || !vals)) || m->var)
+		return CMAP_EINVAL;
+	rec_t *r = cmap__enter(m);
+	if (!r)
+		return CMAP_ENOMEM;
+	const unsigned char *kp = keys;
+	unsigned char *vp = vals;
+	long hits = 0;
+	for (size_t base = 0; base < n; base += BATCH_GROUP) {
+		unsigned cnt = n - base < BATCH_GROUP ? (unsigned)(n - base)
+						      : BATCH_GROUP;
+		uint64_t h[BATCH_GROUP];
+		uintptr_t v[BATCH_GROUP];
+		for (unsigned i = 0; i < cnt; i++) {
+			h[i] = hash_of(m, kp + (base + i) * m->ks, m->ks);
+			/* Acquire: as in lookup(). */
+			v[i] = ld_acquire(&m->root->slot[hidx(h[i], 0)]) &
+			       ~T_FROZEN;
+			prefetch_next(v[i], h[i], 1);
+		}
+		for (unsigned d = 1, more = 1; more; d++) {
+			more = 0;
+			for (unsigned i = 0; i < cnt; i++) {
+				if (!v[i] || is_bucket(v[i]))
+					continue;
+				v[i] = ld_acquire(&as_inner(v[i])
+							->slot[hidx(h[i], d)]) &
+				       ~T_FROZEN;
+				prefetch_next(v[i], h[i], d + 1);
+				more = 1;
+			}
+		}
+		for (unsigned i = 0; i < cnt; i++) {
+			int j = -1;
+			const unsigned char *k = kp + (base + i) * m->ks;
+			if (v[i])
+				j = bucket_find(m, as_bucket(v[i]), h[i], k,
+						m->ks);
+			if (j >= 0) {
+				copy_item(vp + (base + i) * m->vs,
+					  bval(m, as_bucket(v[i]), (uint32_t)j),
+					  m->vs);
+				hits++;
+			}
+			if (found)
+				found[base + i] = j >= 0;
+		}
+	}
+	cmap__leave(r);
+	return hits;
 }
 
 CMAP_API int cmap_get_with(cmap_t *m, const void *key, size_t klen,
