@@ -1,0 +1,288 @@
+/*
+ * White-box unit tests of the internal modules: hash indexing and slot
+ * tags (internal.h), the node pool (pool.c), the epoch scheme (epoch.c) and
+ * the trie's node operations as seen through the shape checks of
+ * cmap_validate.  Links the static library, whose internal symbols are
+ * visible to it.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static cmap_t *new_u32map(unsigned flags)
+{
+	cmap_config_t c = {0};
+	c.key_size = 4;
+	c.val_size = 8;
+	c.hash = cmap_hash_u32;
+	c.flags = flags;
+	cmap_t *m = NULL;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	return m;
+}
+
+static void test_indexing(void)
+{
+	/* Level d takes bits [5d, 5d + 5), lowest first. */
+	uint64_t h = 0;
+	for (unsigned d = 0; d <= LAST_LEVEL; d++)
+		h |= (uint64_t)((d * 7 + 3) & MASK) << (d * BITS);
+	for (unsigned d = 0; d < LAST_LEVEL; d++)
+		CHECK_EQ(hidx(h, d), (d * 7 + 3) & MASK);
+	/* The last level has only the top 64 - 60 = 4 bits. */
+	CHECK_EQ(LAST_LEVEL, 12);
+	CHECK_EQ(hidx(~0ull, LAST_LEVEL), 15);
+	CHECK_EQ(hidx(1ull << 63, LAST_LEVEL), 8);
+	/* Tags survive a round trip and do not disturb the pointer. */
+	_Alignas(16) static unsigned char obj[64];
+	uintptr_t v = (uintptr_t)obj | T_BUCKET;
+	CHECK(is_bucket(v) && !is_frozen(v));
+	CHECK((void *)as_bucket(v | T_FROZEN) == (void *)obj);
+	CHECK(is_frozen(v | T_FROZEN));
+	CHECK(!is_bucket((uintptr_t)obj) && (void *)as_inner((uintptr_t)obj) == obj);
+	CHECK_EQ(align16(1), 16);
+	CHECK_EQ(align16(16), 16);
+	CHECK_EQ(align16(17), 32);
+	CHECK_EQ(align8(9), 16);
+}
+
+static void test_pool(void)
+{
+	cmap_t *m = new_u32map(0);
+	rec_t *r = cmap__enter(m);
+	CHECK(r != NULL);
+	/* Blocks of every class are distinct, aligned and writable; freed
+	 * blocks are reused (LIFO) before the chunk is carved further. */
+	void *p[POOL_NCLASS];
+	for (unsigned c = 0; c < POOL_NCLASS; c++) {
+		size_t sz = (c + 1) * POOL_GRAN;
+		p[c] = cmap__alloc(m, r, sz);
+		CHECK(p[c] != NULL);
+		CHECK_EQ((uintptr_t)p[c] % 16, 0);
+		memset(p[c], 0xab, sz);
+	}
+	for (unsigned c = 0; c < POOL_NCLASS; c++)
+		for (unsigned d = c + 1; d < POOL_NCLASS; d++)
+			CHECK(p[c] != p[d]);
+	for (unsigned c = 0; c < POOL_NCLASS; c++)
+		cmap__dealloc(m, r, p[c], (c + 1) * POOL_GRAN);
+	void *q = cmap__alloc(m, r, 100); /* class of 112 bytes */
+	CHECK(q == p[6]);
+	cmap__dealloc(m, r, q, 100);
+	/* Spilling to the depot and taking back: allocate and free far more
+	 * than LOCAL_MAX blocks of one class; no block is handed out twice. */
+	enum { NB = 5000 };
+	static void *many[NB];
+	for (int i = 0; i < NB; i++) {
+		many[i] = cmap__alloc(m, r, 48);
+		CHECK(many[i] != NULL);
+		*(int *)many[i] = i;
+	}
+	for (int i = 0; i < NB; i++) {
+		CHECK_EQ(*(int *)many[i], i);
+		cmap__dealloc(m, r, many[i], 48);
+	}
+	CHECK(r->pool.nfree[2] <= 1024);
+	for (int i = 0; i < NB; i++)
+		many[i] = cmap__alloc(m, r, 48);
+	for (int i = 0; i < NB; i++)
+		for (int j = i + 1; j < i + 64 && j < NB; j++)
+			CHECK(many[i] != many[j]);
+	/* Large objects bypass the pool. */
+	void *big = cmap__alloc(m, r, POOL_MAX + 1);
+	CHECK(big != NULL);
+	cmap__dealloc(m, r, big, POOL_MAX + 1);
+	cmap__leave(r);
+	CHECK(ld_relaxed(&m->pool.reserved) >= 64 * 1024);
+	cmap_free(m);
+}
+
+static atomic_int freed;
+static void count_free(void *p)
+{
+	(void)p;
+	atomic_fetch_add(&freed, 1);
+}
+
+struct parked {
+	cmap_t *m;
+	atomic_int stage; /* 1: inside; 2: may leave; 3: left */
+};
+
+static void *park(void *arg)
+{
+	struct parked *pk = arg;
+	rec_t *r = cmap__enter(pk->m);
+	CHECK(r != NULL);
+	atomic_store(&pk->stage, 1);
+	while (atomic_load(&pk->stage) != 2)
+		;
+	cmap__leave(r);
+	atomic_store(&pk->stage, 3);
+	return NULL;
+}
+
+static void test_epoch(void)
+{
+	cmap_t *m = new_u32map(0);
+	static int objs[10];
+	/* Alone, two collects end a grace period and free deferred items. */
+	atomic_store(&freed, 0);
+	CHECK_EQ(cmap_defer_free(m, &objs[0], count_free), CMAP_OK);
+	uint64_t e0 = ld_relaxed(&m->epoch);
+	for (int i = 0; i < 4 && cmap_collect(m); i++)
+		;
+	CHECK_EQ(atomic_load(&freed), 1);
+	CHECK(ld_relaxed(&m->epoch) >= e0 + 2);
+
+	/* A thread inside an operation holds the epoch back: E may pass its
+	 * announced epoch by at most one, and nothing retired meanwhile is
+	 * freed. */
+	struct parked pk = {m, 0};
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, park, &pk), 0);
+	while (atomic_load(&pk.stage) != 1)
+		;
+	uint64_t e1 = ld_relaxed(&m->epoch);
+	for (int i = 1; i < 10; i++)
+		CHECK_EQ(cmap_defer_free(m, &objs[i], count_free), CMAP_OK);
+	for (int i = 0; i < 100; i++)
+		CHECK(cmap_collect(m) == 9);
+	CHECK(ld_relaxed(&m->epoch) <= e1 + 1);
+	CHECK_EQ(atomic_load(&freed), 1);
+	cmap_stats_t st;
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.garbage_pending, 9);
+	CHECK_EQ(st.threads, 2);
+	atomic_store(&pk.stage, 2);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	for (int i = 0; i < 4 && cmap_collect(m); i++)
+		;
+	CHECK_EQ(atomic_load(&freed), 10);
+	CHECK_EQ(cmap_collect(m), 0);
+
+	/* The exited thread's record is reused by the next thread. */
+	pk.stage = 0;
+	CHECK_EQ(pthread_create(&t, NULL, park, &pk), 0);
+	while (atomic_load(&pk.stage) != 1)
+		;
+	atomic_store(&pk.stage, 2);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.threads, 2);
+	cmap_free(m);
+}
+
+/* Node operations seen through the shape: a bucket splits at BMAX + 1
+ * entries, and removes contract it back. */
+static void test_split_and_contract(void)
+{
+	cmap_t *m = new_u32map(0);
+	cmap_stats_t st;
+	/* Keys k * 32 share level-0 index 0; BMAX of them fit one bucket. */
+	for (uint32_t i = 0; i < BMAX; i++) {
+		uint32_t k = i * 32;
+		uint64_t v = i;
+		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.inner_nodes, 1);
+	CHECK_EQ(st.buckets, 1);
+	CHECK_EQ(st.max_depth, 1);
+	uint32_t k = BMAX * 32;
+	uint64_t v = 99;
+	CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.inner_nodes, 2);
+	CHECK_EQ(st.buckets, BMAX + 1); /* level-1 indexes 0..16 differ */
+	CHECK_EQ(st.max_depth, 2);
+	/* Remove down to BMERGE entries: the level-1 node merges back. */
+	for (uint32_t i = 0; i <= BMAX - BMERGE; i++) {
+		uint32_t kk = i * 32;
+		CHECK_EQ(cmap_remove(m, &kk, 4, NULL, NULL), CMAP_OK);
+	}
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.entries, BMERGE);
+	CHECK_EQ(st.inner_nodes, 1);
+	CHECK_EQ(st.buckets, 1);
+	/* Keys equal in all 64 hash bits end in one collision bucket below
+	 * the last level: use a hasher that ignores the key. */
+	cmap_free(m);
+}
+
+static uint64_t const_hash(const void *k, size_t n, uint64_t s)
+{
+	(void)k;
+	(void)n;
+	(void)s;
+	return 0x0123456789abcdefull;
+}
+
+static void test_collisions(void)
+{
+	cmap_config_t c = {0};
+	c.key_size = 8;
+	c.val_size = 8;
+	c.hash = const_hash;
+	cmap_t *m = NULL;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	for (uint64_t k = 0; k < 100; k++)
+		CHECK_EQ(cmap_set(m, &k, 8, &k, 8, NULL, NULL), CMAP_OK);
+	cmap_stats_t st;
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.collision_buckets, 1);
+	CHECK_EQ(st.max_depth, LAST_LEVEL + 1);
+	CHECK_EQ(st.inner_nodes, LAST_LEVEL + 1);
+	for (uint64_t k = 0; k < 100; k++) {
+		uint64_t v = 0;
+		CHECK_EQ(cmap_get(m, &k, 8, &v, NULL), CMAP_OK);
+		CHECK_EQ(v, k);
+	}
+	for (uint64_t k = 0; k < 100; k++)
+		CHECK_EQ(cmap_remove(m, &k, 8, NULL, NULL), CMAP_OK);
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.inner_nodes, 1);
+	CHECK_EQ(st.entries, 0);
+	cmap_free(m);
+}
+
+static void test_batch(void)
+{
+	cmap_t *m = new_u32map(0);
+	enum { N = 1000 };
+	uint32_t keys[2 * N];
+	uint64_t vals[2 * N];
+	unsigned char found[2 * N];
+	for (uint32_t i = 0; i < N; i++) {
+		uint64_t v = (uint64_t)i * 3;
+		CHECK_EQ(cmap_set(m, &i, 4, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	for (uint32_t i = 0; i < 2 * N; i++) {
+		keys[i] = i * 7 % (2 * N);
+		vals[i] = 12345;
+	}
+	CHECK_EQ(cmap_get_batch(m, keys, 2 * N, vals, found), N);
+	for (uint32_t i = 0; i < 2 * N; i++) {
+		CHECK_EQ(found[i], keys[i] < N);
+		CHECK_EQ(vals[i], keys[i] < N ? (uint64_t)keys[i] * 3 : 12345);
+	}
+	CHECK_EQ(cmap_get_batch(m, keys, 0, vals, NULL), 0);
+	CHECK_EQ(cmap_get_batch(NULL, keys, 1, vals, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_get_batch(m, NULL, 1, vals, NULL), CMAP_EINVAL);
+	cmap_free(m);
+}
+
+int main(void)
+{
+	test_indexing();
+	test_pool();
+	test_epoch();
+	test_split_and_contract();
+	test_collisions();
+	test_batch();
+	printf("test_unit: ok\n");
+	return 0;
+}
