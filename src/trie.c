@@ -135,6 +135,50 @@ static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
 	return m->eq ? m->eq(a, b, len) != 0 : memcmp(a, b, len) == 0;
 }
 
+#ifdef __SSE2__
+/*
+ * Compare the key with 16-byte groups of the bucket's key array, which is
+ * zero-padded to whole groups.  A match in the padding can only come after
+ * every real key, hence the j < n check.  Few, well-predicted branches let
+ * the CPU run ahead into the next lookup while this one waits on memory.
+ */
+static inline int find4(bucket_t *b, const void *key)
+{
+	uint32_t k, n = b->n;
+	memcpy(&k, key, 4);
+	__m128i kk = _mm_set1_epi32((int)k);
+	for (uint32_t i = 0; i < n; i += 4) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
+		unsigned mk = (unsigned)_mm_movemask_ps(
+		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+		if (mk) {
+			uint32_t j = i + (uint32_t)__builtin_ctz(mk);
+			return j < n ? (int)j : -1;
+		}
+	}
+	return -1;
+}
+
+static inline int find8(bucket_t *b, const void *key)
+{
+	uint64_t k;
+	uint32_t n = b->n;
+	memcpy(&k, key, 8);
+	__m128i kk = _mm_set1_epi64x((long long)k);
+	for (uint32_t i = 0; i < n; i += 2) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
+		unsigned mk = (unsigned)_mm_movemask_ps(
+		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+		mk &= (mk >> 1) & 5; /* both 32-bit halves equal */
+		if (mk) {
+			uint32_t j = i + (uint32_t)__builtin_ctz(mk) / 2;
+			return j < n ? (int)j : -1;
+		}
+	}
+	return -1;
+}
+#endif
+
 /* Index of key in bucket b, or -1.  The fixed-size cases without a custom
  * eq compare integers, which the compiler keeps in registers. */
 static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
@@ -151,37 +195,10 @@ static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
 		return -1;
 	}
 #ifdef __SSE2__
-	/* Compare 16-byte groups of keys (the key array is zero-padded to
-	 * whole groups).  A match in the padding can only follow every real
-	 * key, hence the j < n check.  Few, well-predicted branches let the
-	 * CPU run ahead into the next lookup while this one waits on memory. */
-	if (!m->eq && (m->ks == 4 || m->ks == 8)) {
-		uint32_t k4;
-		uint64_t k8;
-		__m128i kk;
-		if (m->ks == 4) {
-			memcpy(&k4, key, 4);
-			kk = _mm_set1_epi32((int)k4);
-		} else {
-			memcpy(&k8, key, 8);
-			kk = _mm_set1_epi64x((long long)k8);
-		}
-		uint32_t per = 16 / m->ks;
-		for (uint32_t i = 0; i < n; i += per) {
-			__m128i x = _mm_loadu_si128(
-			    (const __m128i *)(b->data + (size_t)i * m->ks));
-			unsigned mk = (unsigned)_mm_movemask_ps(
-			    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
-			if (m->ks == 8)
-				mk = mk & (mk >> 1) & 5; /* both halves */
-			if (mk) {
-				uint32_t j = i + (uint32_t)__builtin_ctz(mk) /
-						     (m->ks / 4);
-				return j < n ? (int)j : -1;
-			}
-		}
-		return -1;
-	}
+	if (!m->eq && m->ks == 4)
+		return find4(b, key);
+	if (!m->eq && m->ks == 8)
+		return find8(b, key);
 #endif
 	for (uint32_t i = 0; i < n; i++)
 		if (key_eq(m, bkey(m, b, i), key, m->ks))
@@ -537,7 +554,7 @@ static int check_key(const cmap_t *m, const void *key, size_t klen)
 }
 
 /* Copy a value to the caller's buffer (cap checked before). */
-static void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
+static inline void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 		     size_t *len)
 {
 	if (m->var) {
@@ -554,14 +571,14 @@ static void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 	}
 }
 
-static size_t value_len(const cmap_t *m, bucket_t *b, uint32_t i)
+static inline size_t value_len(const cmap_t *m, bucket_t *b, uint32_t i)
 {
 	return m->var ? bvent(b, i)->blob->vlen : m->vs;
 }
 
 /* Does the caller's buffer fit entry i's value?  Fixed sizes always fit;
  * a variable-length value needs *len >= its length. */
-static bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
+static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 		 size_t *len)
 {
 	if (!out || !m->var)
