@@ -95,7 +95,14 @@ static _Thread_local struct tctx *tl_ctx;
 
 static void thread_leave_all(struct tctx *ctx);
 
-static void key_dtor(void *p) { thread_leave_all(p); }
+/* Thread exit.  TLS is still valid here; clear it so that a later TLS
+ * destructor that uses a map joins afresh instead of using freed memory. */
+static void key_dtor(void *p)
+{
+	tl_ctx = NULL;
+	cmap__tl = (struct tlcache){0};
+	thread_leave_all(p);
+}
 
 static void global_init(void)
 {
