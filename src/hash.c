@@ -22,7 +22,10 @@ CMAP_API uint64_t cmap_hash_u32(const void *key, size_t len, uint64_t seed)
 {
 	uint32_t x = 0;
 	(void)seed;
-	memcpy(&x, key, len < 4 ? len : 4);
+	if (likely(len == 4))
+		memcpy(&x, key, 4); /* a single load, no call */
+	else
+		memcpy(&x, key, len < 4 ? len : 4);
 	return x;
 }
 
@@ -30,7 +33,10 @@ CMAP_API uint64_t cmap_hash_u64(const void *key, size_t len, uint64_t seed)
 {
 	uint64_t x = 0;
 	(void)seed;
-	memcpy(&x, key, len < 8 ? len : 8);
+	if (likely(len == 8))
+		memcpy(&x, key, 8);
+	else
+		memcpy(&x, key, len < 8 ? len : 8);
 	return x;
 }
 

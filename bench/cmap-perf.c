@@ -1,0 +1,416 @@
+/*
+ * cmap-perf: the Rust crate cmap's `perf` benchmark, in C.
+ *
+ * Phase "load": one thread inserts --loads random u32 keys (key = random
+ * mod N) with random u64 values.  Phase "run": --threads threads start
+ * behind one barrier and each performs its own random mix of --gets, --sets
+ * and --rems operations (counts per thread) on keys drawn the same way.
+ * Keys come from a seeded RNG as the run goes: no key arrays, so the
+ * process's RSS is the map's.
+ *
+ * Output: per phase ops, seconds, total and per-thread Mops/s; the map's
+ * len, peak RSS and bytes per entry; with --validate the map's statistics
+ * (exit 1 if validation fails); with --json a final JSON line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmap.h"
+
+#define DEFAULT_SEED 0x5eed5eedull
+#define MAX_THREADS  1024
+#define BATCH_MAX    256
+
+struct opts {
+	uint64_t loads, gets, sets, rems, seed;
+	unsigned threads, batch;
+	bool contention, validate, json;
+	const char *hasher;
+	cmap_hash_fn hash;
+};
+
+struct worker {
+	pthread_t tid;
+	unsigned idx;
+	uint64_t ops, hits, acc;
+	double secs;
+	int error;
+};
+
+static struct opts O;
+static cmap_t *M;
+static pthread_barrier_t start_line;
+
+/* splitmix64: one multiply-xorshift chain per number, seeded per thread. */
+static inline uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* A key in [0, n) without a division: Lemire's multiply-shift reduction
+ * of 32 random bits (uniform enough for n < 2^32). */
+static inline uint32_t pick(uint64_t r, uint64_t n)
+{
+	return (uint32_t)(((r & 0xffffffffu) * n) >> 32);
+}
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static long peak_rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (kb < 0) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		kb = ru.ru_maxrss;
+	}
+	return kb * 1024;
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "cmap-perf: %s: %s\n", what, cmap_strerror(rc));
+	exit(1);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: cmap-perf [options]\n"
+	    "  --loads N       keys inserted by one thread first (default "
+	    "1000000)\n"
+	    "  --gets N        gets per thread in the run phase\n"
+	    "  --sets N        sets per thread in the run phase\n"
+	    "  --rems N        removes per thread in the run phase\n"
+	    "  --threads T     threads in the run phase (default 1)\n"
+	    "  --contention    every set in the run phase uses key 0\n"
+	    "  --batch B       do gets B at a time with cmap_get_batch "
+	    "(default 0: one by one)\n"
+	    "  --hasher H      identity | xxh3 | city (default identity)\n"
+	    "  --seed S        RNG seed (default %#llx)\n"
+	    "  --validate      check the map's invariants after each phase\n"
+	    "  --json          print a JSON summary as the last line\n",
+	    (unsigned long long)DEFAULT_SEED);
+}
+
+static uint64_t num(const char *opt, const char *s, uint64_t max)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-' || v > max) {
+		fprintf(stderr, "cmap-perf: bad value for %s: '%s'\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
+static void parse(int argc, char **argv)
+{
+	enum { LOADS = 256, GETS, SETS, REMS, THREADS, SEED, HASHER, BATCH };
+	static const struct option lo[] = {{"loads", 1, 0, LOADS},
+					   {"gets", 1, 0, GETS},
+					   {"sets", 1, 0, SETS},
+					   {"rems", 1, 0, REMS},
+					   {"threads", 1, 0, THREADS},
+					   {"seed", 1, 0, SEED},
+					   {"hasher", 1, 0, HASHER},
+					   {"batch", 1, 0, BATCH},
+					   {"contention", 0, 0, 'c'},
+					   {"validate", 0, 0, 'v'},
+					   {"json", 0, 0, 'j'},
+					   {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
+	O = (struct opts){.loads = 1000000,
+			  .threads = 1,
+			  .seed = DEFAULT_SEED,
+			  .hasher = "identity"};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case LOADS:
+			O.loads = num("--loads", optarg, UINT32_MAX);
+			break;
+		case GETS:
+			O.gets = num("--gets", optarg, UINT32_MAX);
+			break;
+		case SETS:
+			O.sets = num("--sets", optarg, UINT32_MAX);
+			break;
+		case REMS:
+			O.rems = num("--rems", optarg, UINT32_MAX);
+			break;
+		case THREADS:
+			O.threads =
+			    (unsigned)num("--threads", optarg, MAX_THREADS);
+			break;
+		case SEED:
+			O.seed = num("--seed", optarg, UINT64_MAX);
+			break;
+		case BATCH:
+			O.batch = (unsigned)num("--batch", optarg, BATCH_MAX);
+			break;
+		case HASHER:
+			O.hasher = optarg;
+			break;
+		case 'c':
+			O.contention = true;
+			break;
+		case 'v':
+			O.validate = true;
+			break;
+		case 'j':
+			O.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cmap-perf: unexpected argument '%s'\n",
+			argv[optind]);
+		exit(2);
+	}
+	if (!O.threads || !O.loads) {
+		fprintf(stderr,
+			"cmap-perf: --threads and --loads must be > 0\n");
+		exit(2);
+	}
+	if (!strcmp(O.hasher, "identity"))
+		O.hash = cmap_hash_u32;
+	else if (!strcmp(O.hasher, "xxh3"))
+		O.hash = cmap_hash_xxh3;
+	else if (!strcmp(O.hasher, "city"))
+		O.hash = cmap_hash_city;
+	else {
+		fprintf(stderr, "cmap-perf: unknown hasher '%s'\n", O.hasher);
+		exit(2);
+	}
+}
+
+/* The run phase of one thread: a random interleaving of its counts. */
+static void *run_thread(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t s = O.seed ^ (0x9e3779b97f4a7c15ull * (w->idx + 1));
+	uint64_t g = O.gets, st = O.sets, rm = O.rems, n = O.loads;
+	uint64_t hits = 0, acc = 0;
+	uint32_t keys[BATCH_MAX];
+	uint64_t vals[BATCH_MAX];
+	pthread_barrier_wait(&start_line);
+	double t0 = now();
+	while (g + st + rm) {
+		uint64_t r = rnd(&s);
+		uint64_t x = ((r >> 32) * (g + st + rm)) >> 32;
+		uint32_t k = pick(r, n);
+		if (x < g) {
+			if (O.batch > 1) {
+				/* Gets come in batches when --batch is set. */
+				unsigned b =
+				    g < O.batch ? (unsigned)g : O.batch;
+				keys[0] = k;
+				for (unsigned i = 1; i < b; i++)
+					keys[i] = pick(rnd(&s), n);
+				long h = cmap_get_batch(M, keys, b, vals, NULL);
+				if (h < 0) {
+					w->error = (int)h;
+					break;
+				}
+				hits += (uint64_t)h;
+				acc ^= vals[0];
+				g -= b;
+				continue;
+			}
+			uint64_t v = 0;
+			int rc = cmap_get(M, &k, 4, &v, NULL);
+			hits += rc == CMAP_OK;
+			acc ^= v;
+			g--;
+		} else if (x < g + st) {
+			uint64_t v = rnd(&s);
+			if (O.contention)
+				k = 0;
+			int rc = cmap_set(M, &k, 4, &v, 8, NULL, NULL);
+			if (rc < 0) {
+				w->error = rc;
+				break;
+			}
+			st--;
+		} else {
+			int rc = cmap_remove(M, &k, 4, NULL, NULL);
+			if (rc < 0) {
+				w->error = rc;
+				break;
+			}
+			rm--;
+		}
+	}
+	w->secs = now() - t0;
+	w->ops = O.gets + O.sets + O.rems;
+	w->hits = hits;
+	w->acc = acc;
+	return NULL;
+}
+
+static bool validate(const char *phase)
+{
+	cmap_stats_t st;
+	int rc = cmap_validate(M, &st);
+	printf("validate %s: %s\n", phase, rc == CMAP_OK ? "ok" : "FAILED");
+	printf("  entries %zu, inner nodes %zu, buckets %zu, collision buckets "
+	       "%zu, max depth %u\n",
+	       st.entries, st.inner_nodes, st.buckets, st.collision_buckets,
+	       st.max_depth);
+	printf("  nodes per level:");
+	for (unsigned i = 0; i <= st.max_depth && i < CMAP_MAX_LEVELS; i++)
+		printf(" %zu", st.nodes_per_level[i]);
+	printf("\n  bytes in use %zu (%.1f per entry), reserved %zu, garbage "
+	       "pending %zu, thread records %zu\n",
+	       st.bytes_in_use,
+	       st.entries ? (double)st.bytes_in_use / (double)st.entries : 0.0,
+	       st.bytes_reserved, st.garbage_pending, st.threads);
+	return rc == CMAP_OK && st.entries == cmap_len(M);
+}
+
+int main(int argc, char **argv)
+{
+	parse(argc, argv);
+	cmap_config_t cfg = {0};
+	cfg.key_size = 4;
+	cfg.val_size = 8;
+	cfg.hash = O.hash;
+	int rc = cmap_new(&M, &cfg);
+	if (rc != CMAP_OK)
+		die("cmap_new", rc);
+	printf("cmap-perf: %ld cpus, hasher %s, seed %#" PRIx64 ", u32 keys, "
+	       "u64 values\n",
+	       sysconf(_SC_NPROCESSORS_ONLN), O.hasher, O.seed);
+
+	/* Load. */
+	uint64_t s = O.seed, inserted = 0;
+	double t0 = now();
+	for (uint64_t i = 0; i < O.loads; i++) {
+		uint32_t k = pick(rnd(&s), O.loads);
+		uint64_t v = rnd(&s);
+		rc = cmap_set(M, &k, 4, &v, 8, NULL, NULL);
+		if (rc < 0)
+			die("cmap_set", rc);
+		inserted += rc == CMAP_OK;
+	}
+	double load_secs = now() - t0;
+	size_t len = cmap_len(M);
+	long rss = peak_rss_bytes();
+	double load_mops = (double)O.loads / load_secs / 1e6;
+	printf("load: %" PRIu64
+	       " ops in %.3f s: %.2f Mops/s; len %zu, peak RSS "
+	       "%.1f MiB, %.1f bytes/entry\n",
+	       O.loads, load_secs, load_mops, len, rss / 1048576.0,
+	       len ? (double)rss / (double)len : 0.0);
+	bool ok = true;
+	if (len != inserted) {
+		fprintf(stderr, "cmap-perf: len %zu != %" PRIu64 " inserted\n",
+			len, inserted);
+		ok = false;
+	}
+	if (O.validate)
+		ok &= validate("after load");
+	double load_rss_per = len ? (double)rss / (double)len : 0.0;
+
+	/* Run. */
+	uint64_t per = O.gets + O.sets + O.rems, hits = 0;
+	double run_secs = 0, run_mops = 0, per_thread = 0;
+	if (per) {
+		struct worker *w = calloc(O.threads, sizeof *w);
+		if (!w)
+			die("calloc", CMAP_ENOMEM);
+		pthread_barrier_init(&start_line, NULL, O.threads + 1);
+		for (unsigned i = 0; i < O.threads; i++) {
+			w[i].idx = i;
+			if (pthread_create(&w[i].tid, NULL, run_thread,
+					   &w[i])) {
+				fprintf(stderr, "cmap-perf: pthread_create\n");
+				return 1;
+			}
+		}
+		pthread_barrier_wait(&start_line);
+		t0 = now();
+		for (unsigned i = 0; i < O.threads; i++)
+			pthread_join(w[i].tid, NULL);
+		run_secs = now() - t0;
+		uint64_t acc = 0;
+		for (unsigned i = 0; i < O.threads; i++) {
+			if (w[i].error)
+				die("run phase", w[i].error);
+			per_thread += (double)w[i].ops / w[i].secs / 1e6;
+			hits += w[i].hits;
+			acc ^= w[i].acc;
+		}
+		per_thread /= O.threads;
+		run_mops = (double)(per * O.threads) / run_secs / 1e6;
+		len = cmap_len(M);
+		rss = peak_rss_bytes();
+		printf("run: %u threads x (%" PRIu64 " gets, %" PRIu64
+		       " sets, %" PRIu64 " rems%s%s) in %.3f s: %.2f Mops/s "
+		       "total, %.2f Mops/s per thread; %" PRIu64
+		       " get hits (xor %#" PRIx64 ")\n",
+		       O.threads, O.gets, O.sets, O.rems,
+		       O.contention ? ", contention" : "",
+		       O.batch > 1 ? ", batched gets" : "", run_secs, run_mops,
+		       per_thread, hits, acc);
+		printf(
+		    "after run: len %zu, peak RSS %.1f MiB, %.1f bytes/entry\n",
+		    len, rss / 1048576.0,
+		    len ? (double)rss / (double)len : 0.0);
+		if (O.validate)
+			ok &= validate("after run");
+		free(w);
+	}
+	if (O.json)
+		printf(
+		    "{\"load\":{\"ops\":%" PRIu64
+		    ",\"secs\":%.6f,\"mops\":%.4f},"
+		    "\"run\":{\"ops\":%" PRIu64 ",\"secs\":%.6f,\"mops\":%.4f,"
+		    "\"per_thread_mops\":%.4f},\"len\":%zu,\"rss_bytes\":%ld,"
+		    "\"bytes_per_entry\":%.2f,\"load_bytes_per_entry\":%.2f,"
+		    "\"threads\":%u,\"hasher\":\"%s\",\"loads\":%" PRIu64
+		    ",\"gets\":%" PRIu64 ",\"sets\":%" PRIu64
+		    ",\"rems\":%" PRIu64 ",\"batch\":%u,\"contention\":%s,"
+		    "\"seed\":%" PRIu64 ",\"valid\":%s}\n",
+		    O.loads, load_secs, load_mops, per * O.threads, run_secs,
+		    run_mops, per_thread, len, rss,
+		    len ? (double)rss / (double)len : 0.0, load_rss_per,
+		    O.threads, O.hasher, O.loads, O.gets, O.sets, O.rems,
+		    O.batch, O.contention ? "true" : "false", O.seed,
+		    ok ? "true" : "false");
+	cmap_free(M);
+	return ok ? 0 : 1;
+}
