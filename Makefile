@@ -7,7 +7,7 @@ CC_TSAN    ?= clang
 JOBS       ?= 2
 BENCH_ARGS ?= --loads 10000000 --gets 10000000 --threads 2 --hasher identity --validate
 # Tests run under valgrind memcheck (from the Release build, scaled down).
-VALGRIND_TESTS ?= test_unit test_api test_model test_reclaim
+VALGRIND_TESTS ?= test_unit test_errors test_seq test_gc test_threads
 
 CMAKE ?= cmake
 CTEST ?= ctest
