@@ -486,24 +486,29 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 }
 
 /* Would contracting n change the shape (all children buckets, few
- * entries), or does n need help (a slot is frozen)? */
+ * entries), or does n need help (a slot is frozen)?  The slots are read
+ * first: a node with more than BMERGE children cannot qualify, and that
+ * costs no access to the buckets (which would be cache misses). */
 static bool needs_work(inner_t *n)
 {
-	uint32_t total = 0;
+	uintptr_t v[FANOUT];
+	unsigned kids = 0;
 	for (unsigned i = 0; i < FANOUT; i++) {
 		/* seq_cst: see freeze_replace's CAS. */
-		uintptr_t v = ld_seqcst(&n->slot[i]);
-		if (is_frozen(v))
+		v[i] = ld_seqcst(&n->slot[i]);
+		if (is_frozen(v[i]))
 			return true;
-		if (!v)
-			continue;
-		if (!is_bucket(v))
+		if (v[i] && !is_bucket(v[i]))
 			return false;
-		total += as_bucket(v)->n;
-		if (total > BMERGE)
-			return false;
+		kids += v[i] != 0;
 	}
-	return true;
+	if (kids > BMERGE)
+		return false;
+	uint32_t total = 0;
+	for (unsigned i = 0; i < FANOUT; i++)
+		if (v[i])
+			total += as_bucket(v[i])->n;
+	return total <= BMERGE;
 }
 
 /*
