@@ -53,14 +53,15 @@ extern "C" {
 /* ---- status codes ---------------------------------------------------- */
 
 /* X(name, value, message).  One list generates the enum and cmap_strerror. */
-#define CMAP_STATUS_MAP(X)                                                    \
-	X(OK, 0, "success (set: a new entry was inserted)")                   \
-	X(REPLACED, 1, "set replaced an existing entry")                      \
-	X(NOT_FOUND, 2, "no entry with this key")                             \
-	X(EINVAL, -1, "invalid argument")                                     \
-	X(ENOMEM, -2, "out of memory")                                        \
-	X(EKEYLEN, -3, "key length does not match the map's fixed key size")  \
-	X(EVALLEN, -4, "value length does not match the map's fixed value size") \
+#define CMAP_STATUS_MAP(X)                                                     \
+	X(OK, 0, "success (set: a new entry was inserted)")                    \
+	X(REPLACED, 1, "set replaced an existing entry")                       \
+	X(NOT_FOUND, 2, "no entry with this key")                              \
+	X(EINVAL, -1, "invalid argument")                                      \
+	X(ENOMEM, -2, "out of memory")                                         \
+	X(EKEYLEN, -3, "key length does not match the map's fixed key size")   \
+	X(EVALLEN, -4,                                                         \
+	  "value length does not match the map's fixed value size")            \
 	X(ERANGE, -5, "output buffer too small; needed length reported")
 
 enum cmap_status {
@@ -116,21 +117,21 @@ enum cmap_flags {
 
 /* Largest fixed key or value size, and largest variable-length item. */
 #define CMAP_MAX_FIXED_SIZE 256u
-#define CMAP_MAX_VAR_LEN ((size_t)1 << 30)
+#define CMAP_MAX_VAR_LEN    ((size_t)1 << 30)
 
 typedef struct cmap_config {
-	size_t key_size;         /* bytes per key; 0 = variable-length */
-	size_t val_size;         /* bytes per value; 0 = variable-length */
-	cmap_hash_fn hash;       /* NULL: cmap_hash_xxh3 */
-	uint64_t seed;           /* used only with CMAP_FIXED_SEED */
-	cmap_eq_fn eq;           /* NULL: byte comparison */
-	cmap_dtor_fn key_dtor;   /* NULL: nothing to destroy */
-	cmap_dtor_fn val_dtor;   /* NULL: nothing to destroy */
+	size_t key_size;       /* bytes per key; 0 = variable-length */
+	size_t val_size;       /* bytes per value; 0 = variable-length */
+	cmap_hash_fn hash;     /* NULL: cmap_hash_xxh3 */
+	uint64_t seed;	       /* used only with CMAP_FIXED_SEED */
+	cmap_eq_fn eq;	       /* NULL: byte comparison */
+	cmap_dtor_fn key_dtor; /* NULL: nothing to destroy */
+	cmap_dtor_fn val_dtor; /* NULL: nothing to destroy */
 	void *dtor_ctx;
-	cmap_alloc_fn alloc;     /* NULL (both): aligned_alloc/free */
+	cmap_alloc_fn alloc; /* NULL (both): aligned_alloc/free */
 	cmap_free_fn free;
 	void *alloc_ctx;
-	unsigned flags;          /* enum cmap_flags */
+	unsigned flags; /* enum cmap_flags */
 } cmap_config_t;
 
 typedef struct cmap cmap_t;
@@ -217,17 +218,17 @@ void cmap_thread_exit(void);
 #define CMAP_MAX_LEVELS 16
 
 typedef struct cmap_stats {
-	size_t entries;         /* entries found by the walk */
-	size_t inner_nodes;     /* inner (bitmap/slot) nodes, root included */
-	size_t buckets;         /* leaf buckets */
+	size_t entries;		  /* entries found by the walk */
+	size_t inner_nodes;	  /* inner (bitmap/slot) nodes, root included */
+	size_t buckets;		  /* leaf buckets */
 	size_t collision_buckets; /* buckets past the last level (full-hash
 				     collisions) */
 	size_t nodes_per_level[CMAP_MAX_LEVELS]; /* inner nodes + buckets */
-	unsigned max_depth;     /* deepest bucket's level (root = 0) */
-	size_t bytes_in_use;    /* bytes of live nodes, buckets and items */
-	size_t bytes_reserved;  /* bytes obtained from the allocator */
+	unsigned max_depth;	/* deepest bucket's level (root = 0) */
+	size_t bytes_in_use;	/* bytes of live nodes, buckets and items */
+	size_t bytes_reserved;	/* bytes obtained from the allocator */
 	size_t garbage_pending; /* retired objects not yet reclaimed */
-	size_t threads;         /* thread records (live and reusable) */
+	size_t threads;		/* thread records (live and reusable) */
 } cmap_stats_t;
 
 /* Walk the whole map, check every structural invariant and fill *stats
@@ -251,34 +252,40 @@ int cmap_validate(cmap_t *map, cmap_stats_t *stats);
  * K must not contain padding bytes unless a custom eq is used through the
  * generic API.
  */
-#define CMAP_TYPED(name, K, V)                                                \
-	typedef struct name name##_t;                                         \
-	static inline cmap_t *name##_map(name##_t *m) { return (cmap_t *)m; } \
-	static inline int name##_new(name##_t **m, cmap_hash_fn hash)         \
-	{                                                                     \
-		cmap_config_t c = {0};                                        \
-		c.key_size = sizeof(K);                                       \
-		c.val_size = sizeof(V);                                       \
-		c.hash = hash;                                                \
-		return cmap_new((cmap_t **)m, &c);                            \
-	}                                                                     \
-	static inline void name##_free(name##_t *m) { cmap_free((cmap_t *)m); } \
-	static inline int name##_set(name##_t *m, K k, V v, V *old)           \
-	{                                                                     \
-		return cmap_set((cmap_t *)m, &k, sizeof k, &v, sizeof v, old, \
-				NULL);                                        \
-	}                                                                     \
-	static inline int name##_get(name##_t *m, K k, V *out)                \
-	{                                                                     \
-		return cmap_get((cmap_t *)m, &k, sizeof k, out, NULL);        \
-	}                                                                     \
-	static inline int name##_remove(name##_t *m, K k, V *old)             \
-	{                                                                     \
-		return cmap_remove((cmap_t *)m, &k, sizeof k, old, NULL);     \
-	}                                                                     \
-	static inline size_t name##_len(name##_t *m)                          \
-	{                                                                     \
-		return cmap_len((cmap_t *)m);                                 \
+#define CMAP_TYPED(name, K, V)                                                 \
+	typedef struct name name##_t;                                          \
+	static inline cmap_t *name##_map(name##_t *m)                          \
+	{                                                                      \
+		return (cmap_t *)m;                                            \
+	}                                                                      \
+	static inline int name##_new(name##_t **m, cmap_hash_fn hash)          \
+	{                                                                      \
+		cmap_config_t c = {0};                                         \
+		c.key_size = sizeof(K);                                        \
+		c.val_size = sizeof(V);                                        \
+		c.hash = hash;                                                 \
+		return cmap_new((cmap_t **)m, &c);                             \
+	}                                                                      \
+	static inline void name##_free(name##_t *m)                            \
+	{                                                                      \
+		cmap_free((cmap_t *)m);                                        \
+	}                                                                      \
+	static inline int name##_set(name##_t *m, K k, V v, V *old)            \
+	{                                                                      \
+		return cmap_set((cmap_t *)m, &k, sizeof k, &v, sizeof v, old,  \
+				NULL);                                         \
+	}                                                                      \
+	static inline int name##_get(name##_t *m, K k, V *out)                 \
+	{                                                                      \
+		return cmap_get((cmap_t *)m, &k, sizeof k, out, NULL);         \
+	}                                                                      \
+	static inline int name##_remove(name##_t *m, K k, V *old)              \
+	{                                                                      \
+		return cmap_remove((cmap_t *)m, &k, sizeof k, old, NULL);      \
+	}                                                                      \
+	static inline size_t name##_len(name##_t *m)                           \
+	{                                                                      \
+		return cmap_len((cmap_t *)m);                                  \
 	}
 
 #ifdef __cplusplus

@@ -68,7 +68,7 @@
  * exits), so attempts must be rare.  Blocks are reclaimed cold; free_bag
  * prefetches them. */
 #define COLLECT_EVERY 4096
-#define BAG_MIN 64
+#define BAG_MIN	      64
 
 bool cmap__membarrier_ok;
 
@@ -89,8 +89,8 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t g_key;
 static bool g_key_ok;
 
-__attribute__((tls_model("initial-exec"))) _Thread_local struct tlcache
-    cmap__tl;
+__attribute__((
+    tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
 static _Thread_local struct tctx *tl_ctx;
 
 static void thread_leave_all(struct tctx *ctx);
@@ -109,13 +109,16 @@ static void global_init(void)
 	/* Registration is per process and lasts for its lifetime. */
 	long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
 	if (q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-	    syscall(__NR_membarrier,
-		    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+	    syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+		    0, 0) == 0)
 		cmap__membarrier_ok = true;
 	g_key_ok = pthread_key_create(&g_key, key_dtor) == 0;
 }
 
-void cmap__global_init(void) { pthread_once(&g_once, global_init); }
+void cmap__global_init(void)
+{
+	pthread_once(&g_once, global_init);
+}
 
 /* The reclaimer's half of the asymmetric fence (see the header comment). */
 static void heavy_barrier(void)
@@ -256,7 +259,8 @@ static void forget_map(cmap_t *m)
 	pthread_mutex_unlock(&g_lock);
 }
 
-/* ---- garbage ---------------------------------------------------------------- */
+/* ---- garbage ----------------------------------------------------------------
+ */
 
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k)
 {

@@ -40,7 +40,8 @@ CMAP_API uint64_t cmap_hash_u64(const void *key, size_t len, uint64_t seed)
 	return x;
 }
 
-/* ---- CityHash v1.1 --------------------------------------------------------- */
+/* ---- CityHash v1.1 ---------------------------------------------------------
+ */
 
 static const uint64_t k0 = 0xc3a5c85c97cb3127ull;
 static const uint64_t k1 = 0xb492b66fbe98f273ull;
@@ -72,7 +73,10 @@ static inline uint64_t rot(uint64_t v, unsigned s)
 	return s == 0 ? v : (v >> s) | (v << (64 - s));
 }
 
-static inline uint64_t shift_mix(uint64_t v) { return v ^ (v >> 47); }
+static inline uint64_t shift_mix(uint64_t v)
+{
+	return v ^ (v >> 47);
+}
 
 static inline uint64_t len16_mul(uint64_t u, uint64_t v, uint64_t mul)
 {
@@ -128,8 +132,8 @@ struct pair {
 	uint64_t first, second;
 };
 
-static inline struct pair weak32(uint64_t w, uint64_t x, uint64_t y,
-				 uint64_t z, uint64_t a, uint64_t b)
+static inline struct pair weak32(uint64_t w, uint64_t x, uint64_t y, uint64_t z,
+				 uint64_t a, uint64_t b)
 {
 	a += w;
 	b = rot(b + a + z, 21);
@@ -205,8 +209,8 @@ CMAP_API uint64_t cmap_city64(const void *buf, size_t len)
 		     len16(v.second, w.second) + x);
 }
 
-CMAP_API uint64_t cmap_city64_seeds(const void *buf, size_t len,
-				    uint64_t seed0, uint64_t seed1)
+CMAP_API uint64_t cmap_city64_seeds(const void *buf, size_t len, uint64_t seed0,
+				    uint64_t seed1)
 {
 	return len16(cmap_city64(buf, len) - seed0, seed1);
 }

@@ -12,9 +12,9 @@
 
 #include "cmap.h"
 
-#define CMAP_API __attribute__((visibility("default")))
-#define CACHELINE 64
-#define likely(x) __builtin_expect(!!(x), 1)
+#define CMAP_API    __attribute__((visibility("default")))
+#define CACHELINE   64
+#define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /*
@@ -22,23 +22,20 @@
  * spelled out at the call site and greppable.  The comment at each use
  * says what the ordering pairs with.
  */
-#define ld_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
-#define ld_acquire(p) atomic_load_explicit((p), memory_order_acquire)
-#define ld_seqcst(p) atomic_load_explicit((p), memory_order_seq_cst)
+#define ld_relaxed(p)	 atomic_load_explicit((p), memory_order_relaxed)
+#define ld_acquire(p)	 atomic_load_explicit((p), memory_order_acquire)
+#define ld_seqcst(p)	 atomic_load_explicit((p), memory_order_seq_cst)
 #define st_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 #define st_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
-#define cas_seqcst(p, e, d)                                                   \
-	atomic_compare_exchange_strong_explicit((p), (e), (d),                \
-						memory_order_seq_cst,         \
-						memory_order_acquire)
-#define cas_release(p, e, d)                                                  \
-	atomic_compare_exchange_strong_explicit((p), (e), (d),                \
-						memory_order_release,         \
-						memory_order_relaxed)
-#define cas_acqrel(p, e, d)                                                   \
-	atomic_compare_exchange_strong_explicit((p), (e), (d),                \
-						memory_order_acq_rel,         \
-						memory_order_acquire)
+#define cas_seqcst(p, e, d)                                                    \
+	atomic_compare_exchange_strong_explicit(                               \
+	    (p), (e), (d), memory_order_seq_cst, memory_order_acquire)
+#define cas_release(p, e, d)                                                   \
+	atomic_compare_exchange_strong_explicit(                               \
+	    (p), (e), (d), memory_order_release, memory_order_relaxed)
+#define cas_acqrel(p, e, d)                                                    \
+	atomic_compare_exchange_strong_explicit(                               \
+	    (p), (e), (d), memory_order_acq_rel, memory_order_acquire)
 
 /* A full fence.  ThreadSanitizer does not model atomic_thread_fence (gcc
  * warns), so under TSan the fence is a seq_cst RMW on a private word. */
@@ -50,10 +47,10 @@
 #endif
 #endif
 #ifdef CMAP_TSAN
-#define full_fence(word)                                                      \
+#define full_fence(word)                                                       \
 	((void)atomic_fetch_add_explicit((word), 0, memory_order_seq_cst))
 #else
-#define full_fence(word)                                                      \
+#define full_fence(word)                                                       \
 	((void)(word), atomic_thread_fence(memory_order_seq_cst))
 #endif
 
@@ -67,10 +64,10 @@
 #endif
 #ifdef CMAP_ASAN
 #include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else
-#define POISON(p, n) ((void)(p), (void)(n))
+#define POISON(p, n)   ((void)(p), (void)(n))
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
@@ -84,9 +81,9 @@
  *   bit 0  FROZEN  the slot's node is being replaced; the slot is immutable
  *   bit 1  BUCKET  the pointer is a bucket, else an inner node
  */
-#define BITS 5
+#define BITS   5
 #define FANOUT (1u << BITS)
-#define MASK ((uint64_t)FANOUT - 1)
+#define MASK   ((uint64_t)FANOUT - 1)
 /* Deepest level that still has hash bits to index: 12 for BITS = 5. */
 #define LAST_LEVEL ((64 + BITS - 1) / BITS - 1)
 /* A bucket holds up to BMAX entries before it splits into an inner node
@@ -98,7 +95,7 @@
 
 #define T_FROZEN ((uintptr_t)1)
 #define T_BUCKET ((uintptr_t)2)
-#define T_MASK ((uintptr_t)3)
+#define T_MASK	 ((uintptr_t)3)
 
 _Static_assert(LAST_LEVEL + 2 <= CMAP_MAX_LEVELS, "stats levels too few");
 _Static_assert(BMERGE < BMAX, "merge threshold must leave hysteresis");
@@ -131,9 +128,18 @@ typedef struct vent {
 	blob_t *blob;
 } vent_t;
 
-static inline bool is_bucket(uintptr_t v) { return v & T_BUCKET; }
-static inline bool is_frozen(uintptr_t v) { return v & T_FROZEN; }
-static inline inner_t *as_inner(uintptr_t v) { return (inner_t *)(v & ~T_MASK); }
+static inline bool is_bucket(uintptr_t v)
+{
+	return v & T_BUCKET;
+}
+static inline bool is_frozen(uintptr_t v)
+{
+	return v & T_FROZEN;
+}
+static inline inner_t *as_inner(uintptr_t v)
+{
+	return (inner_t *)(v & ~T_MASK);
+}
 static inline bucket_t *as_bucket(uintptr_t v)
 {
 	return (bucket_t *)(v & ~T_MASK);
@@ -142,14 +148,20 @@ static inline unsigned hidx(uint64_t h, unsigned level)
 {
 	return (unsigned)((h >> (level * BITS)) & MASK);
 }
-static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
-static inline size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+static inline size_t align8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+static inline size_t align16(size_t n)
+{
+	return (n + 15) & ~(size_t)15;
+}
 
 /* ==== pool.c: node memory =============================================== */
 
-#define POOL_GRAN 16
+#define POOL_GRAN   16
 #define POOL_NCLASS 64 /* classes 16, 32, ..., 1024 bytes */
-#define POOL_MAX (POOL_GRAN * POOL_NCLASS)
+#define POOL_MAX    (POOL_GRAN * POOL_NCLASS)
 
 typedef struct pool_local {
 	void *free[POOL_NCLASS];
@@ -210,7 +222,7 @@ typedef struct rec {
 	_Atomic(int64_t) count;
 	/* Retired objects not yet freed (for stats). */
 	_Atomic(size_t) pending;
-	unsigned nest;       /* critical-section nesting (get_with callbacks) */
+	unsigned nest;	     /* critical-section nesting (get_with callbacks) */
 	unsigned in_reclaim; /* running destructors: no retiring now */
 	unsigned since_collect; /* retirements since the last collect */
 	_Alignas(CACHELINE) bag_t bags[3];
@@ -293,8 +305,8 @@ struct tlcache {
 	uint64_t id;
 	rec_t *r;
 };
-extern __attribute__((tls_model("initial-exec"))) _Thread_local struct tlcache
-    cmap__tl;
+extern __attribute__((
+    tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
 
 /* Enter an operation on m (nestable).  NULL only when joining the map
  * failed for lack of memory. */

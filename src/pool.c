@@ -28,18 +28,30 @@
 #define CHUNK_MAX ((size_t)2 << 20)
 #define CHUNK_HDR 64
 #define LOCAL_MAX 1024
-#define BATCH 256
+#define BATCH	  256
 
 struct chunk {
 	struct chunk *next;
 	size_t size;
 };
 
-static unsigned cls_of(size_t size) { return (unsigned)((size - 1) / POOL_GRAN); }
-static size_t cls_size(unsigned c) { return (size_t)(c + 1) * POOL_GRAN; }
+static unsigned cls_of(size_t size)
+{
+	return (unsigned)((size - 1) / POOL_GRAN);
+}
+static size_t cls_size(unsigned c)
+{
+	return (size_t)(c + 1) * POOL_GRAN;
+}
 
-static void **link0(void *p) { return (void **)p; }
-static void **link1(void *p) { return (void **)p + 1; }
+static void **link0(void *p)
+{
+	return (void **)p;
+}
+static void **link1(void *p)
+{
+	return (void **)p + 1;
+}
 
 static void *hook_alloc(cmap_t *m, size_t size, size_t align)
 {
@@ -146,7 +158,8 @@ void cmap__dealloc(cmap_t *m, rec_t *r, void *p, size_t size)
 	unsigned c = cls_of(size);
 	pool_local_t *pl = &r->pool;
 	*link0(p) = pl->free[c];
-	POISON((char *)p + 2 * sizeof(void *), cls_size(c) - 2 * sizeof(void *));
+	POISON((char *)p + 2 * sizeof(void *),
+	       cls_size(c) - 2 * sizeof(void *));
 	pl->free[c] = p;
 	if (++pl->nfree[c] <= LOCAL_MAX)
 		return;

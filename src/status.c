@@ -6,8 +6,8 @@
 CMAP_API const char *cmap_strerror(int status)
 {
 	switch (status) {
-#define CMAP__MSG(name, val, msg)                                             \
-	case CMAP_##name:                                                     \
+#define CMAP__MSG(name, val, msg)                                              \
+	case CMAP_##name:                                                      \
 		return msg;
 		CMAP_STATUS_MAP(CMAP__MSG)
 #undef CMAP__MSG

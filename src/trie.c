@@ -60,7 +60,10 @@ size_t cmap__blob_bytes(uint32_t klen, uint32_t vlen)
 	return sizeof(blob_t) + align8(klen) + vlen;
 }
 
-static uintptr_t tag_bucket(bucket_t *b) { return (uintptr_t)b | T_BUCKET; }
+static uintptr_t tag_bucket(bucket_t *b)
+{
+	return (uintptr_t)b | T_BUCKET;
+}
 
 /* Set a bucket's count; zero the key padding, which lookups compare. */
 static void bucket_set_n(const cmap_t *m, bucket_t *b, uint32_t n)
@@ -228,7 +231,8 @@ static uint64_t entry_hash(const cmap_t *m, bucket_t *b, uint32_t i)
 	return m->var ? bvent(b, i)->hash : hash_of(m, bkey(m, b, i), m->ks);
 }
 
-/* ---- copy-on-write bucket builders ---------------------------------------- */
+/* ---- copy-on-write bucket builders ----------------------------------------
+ */
 
 /*
  * A reference to an entry while a new bucket is assembled: either a fixed
@@ -316,7 +320,8 @@ static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	return nb;
 }
 
-/* ---- subtrees built privately (split, merge) ------------------------------- */
+/* ---- subtrees built privately (split, merge) -------------------------------
+ */
 
 /* Free an unpublished subtree (no entry's key or value is destroyed: the
  * entries still live in the published trie). */
@@ -394,7 +399,8 @@ static uintptr_t build(cmap_t *m, rec_t *r, eref_t *refs, uint64_t *hs,
 	return (uintptr_t)node;
 }
 
-/* ---- freezing and contraction ------------------------------------------------ */
+/* ---- freezing and contraction
+ * ------------------------------------------------ */
 
 enum { FR_MERGED, FR_COPIED, FR_LOST, FR_NOMEM };
 
@@ -557,7 +563,8 @@ static int help(cmap_t *m, rec_t *r, inner_t **path, unsigned d, uint64_t h)
 	return CMAP_OK;
 }
 
-/* ---- the operations ------------------------------------------------------------ */
+/* ---- the operations
+ * ------------------------------------------------------------ */
 
 static void count_add(rec_t *r, int64_t d)
 {
@@ -576,7 +583,7 @@ static int check_key(const cmap_t *m, const void *key, size_t klen)
 
 /* Copy a value to the caller's buffer (cap checked before). */
 static inline void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
-		     size_t *len)
+			    size_t *len)
 {
 	if (m->var) {
 		blob_t *bl = bvent(b, i)->blob;
@@ -600,7 +607,7 @@ static inline size_t value_len(const cmap_t *m, bucket_t *b, uint32_t i)
 /* Does the caller's buffer fit entry i's value?  Fixed sizes always fit;
  * a variable-length value needs *len >= its length. */
 static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
-		 size_t *len)
+			size_t *len)
 {
 	if (!out || !m->var)
 		return true;
@@ -625,9 +632,8 @@ static void retire_entry(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	}
 }
 
-static int do_set(cmap_t *m, rec_t *r, uint64_t h, const void *key,
-		  size_t klen, const void *val, size_t vlen, void *old,
-		  size_t *old_len)
+static int do_set(cmap_t *m, rec_t *r, uint64_t h, const void *key, size_t klen,
+		  const void *val, size_t vlen, void *old, size_t *old_len)
 {
 	inner_t *path[LAST_LEVEL + 1];
 	blob_t *nbl = NULL; /* the new blob, reused across retries */
@@ -740,9 +746,9 @@ retry:;
 			/* A frozen slot's contents are current: an absent
 			 * key is absent now, so only help if we must CAS. */
 			uintptr_t c = v & ~T_FROZEN;
-			if (!c || (is_bucket(c) &&
-				   bucket_find(m, as_bucket(c), h, key, klen) <
-				       0))
+			if (!c ||
+			    (is_bucket(c) &&
+			     bucket_find(m, as_bucket(c), h, key, klen) < 0))
 				return CMAP_NOT_FOUND;
 			if (!is_bucket(c)) {
 				n = as_inner(c);
@@ -768,11 +774,10 @@ retry:;
 			return CMAP_ERANGE;
 		uintptr_t nv = 0;
 		if (b->n > 1) {
-			bucket_t *nb =
-			    m->var ? cow_var(m, r, b, (uint32_t)i, (vent_t){0},
-					     true)
-				   : cow_fixed(m, r, b, (uint32_t)i, NULL, NULL,
-					       true);
+			bucket_t *nb = m->var ? cow_var(m, r, b, (uint32_t)i,
+							(vent_t){0}, true)
+					      : cow_fixed(m, r, b, (uint32_t)i,
+							  NULL, NULL, true);
 			if (!nb)
 				return CMAP_ENOMEM;
 			nv = tag_bucket(nb);
@@ -858,8 +863,8 @@ CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
 	unsigned char *vp = vals;
 	long hits = 0;
 	for (size_t base = 0; base < n; base += BATCH_GROUP) {
-		unsigned cnt = n - base < BATCH_GROUP ? (unsigned)(n - base)
-						      : BATCH_GROUP;
+		unsigned cnt =
+		    n - base < BATCH_GROUP ? (unsigned)(n - base) : BATCH_GROUP;
 		uint64_t h[BATCH_GROUP];
 		uintptr_t v[BATCH_GROUP];
 		for (unsigned i = 0; i < cnt; i++) {
@@ -874,9 +879,10 @@ CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
 			for (unsigned i = 0; i < cnt; i++) {
 				if (!v[i] || is_bucket(v[i]))
 					continue;
-				v[i] = ld_acquire(&as_inner(v[i])
-							->slot[hidx(h[i], d)]) &
-				       ~T_FROZEN;
+				v[i] =
+				    ld_acquire(
+					&as_inner(v[i])->slot[hidx(h[i], d)]) &
+				    ~T_FROZEN;
 				prefetch_next(v[i], h[i], d + 1);
 				more = 1;
 			}
@@ -991,7 +997,8 @@ CMAP_API int cmap_remove(cmap_t *m, const void *key, size_t klen, void *old,
 	return rc;
 }
 
-/* ---- reclamation callbacks --------------------------------------------------- */
+/* ---- reclamation callbacks
+ * --------------------------------------------------- */
 
 void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g)
 {
@@ -1026,7 +1033,8 @@ void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g)
 	}
 }
 
-/* ---- creation and destruction ------------------------------------------------- */
+/* ---- creation and destruction
+ * ------------------------------------------------- */
 
 static void *default_alloc(void *ctx, size_t size, size_t align)
 {

@@ -64,10 +64,12 @@ static void check_bucket(struct walk *w, bucket_t *b, unsigned level)
 		if (m->var) {
 			blob_t *bl = bvent(b, i)->blob;
 			if (m->hash(bl->data, bl->klen, m->seed) != h)
-				bad(w, "stored hash differs from the key's", level);
+				bad(w, "stored hash differs from the key's",
+				    level);
 			if ((m->ks && bl->klen != m->ks) ||
 			    (m->vs && bl->vlen != m->vs))
-				bad(w, "item length differs from the fixed size",
+				bad(w,
+				    "item length differs from the fixed size",
 				    level);
 		}
 		if (!on_path(w, h, level))
@@ -117,7 +119,8 @@ static size_t walk_inner(struct walk *w, inner_t *n, unsigned level)
 		v &= ~T_FROZEN;
 		if (!v)
 			continue;
-		if (level == LAST_LEVEL && i >= (1u << (64 - LAST_LEVEL * BITS)))
+		if (level == LAST_LEVEL &&
+		    i >= (1u << (64 - LAST_LEVEL * BITS)))
 			bad(w, "slot beyond the hash's last bits", level);
 		kids++;
 		w->prefix[level] = i;

@@ -10,13 +10,14 @@
 #include "cmap.h"
 #include "testutil.h"
 
-/* ---- counting, failing allocator ---------------------------------------------- */
+/* ---- counting, failing allocator
+ * ---------------------------------------------- */
 
 struct alloc_ctx {
-	long live;       /* outstanding allocations */
-	long calls;      /* allocations attempted */
-	long fail_at;    /* fail the allocation with this call number, or 0 */
-	uint64_t rng;    /* with prob_pct > 0: fail at random */
+	long live;    /* outstanding allocations */
+	long calls;   /* allocations attempted */
+	long fail_at; /* fail the allocation with this call number, or 0 */
+	uint64_t rng; /* with prob_pct > 0: fail at random */
 	unsigned prob_pct;
 };
 
@@ -61,7 +62,8 @@ static cmap_t *make(struct alloc_ctx *a, bool var, unsigned flags)
 	return m;
 }
 
-/* ---- reference: keys 0..SPACE, values derived from versions ------------------- */
+/* ---- reference: keys 0..SPACE, values derived from versions
+ * ------------------- */
 
 #define SPACE 4000
 static unsigned char has[SPACE];
@@ -114,8 +116,8 @@ static int op(cmap_t *m, bool var, uint64_t *s)
 	size_t kl = key_of(var, k, kb);
 	if ((x >> 32) % 3) {
 		uint64_t v = rng_next(s);
-		int rc = cmap_set(m, kb, kl, vb, val_of(var, k, v, vb), NULL,
-				  NULL);
+		int rc =
+		    cmap_set(m, kb, kl, vb, val_of(var, k, v, vb), NULL, NULL);
 		if (rc == CMAP_ENOMEM)
 			return rc;
 		CHECK_EQ(rc, has[k] ? CMAP_REPLACED : CMAP_OK);
@@ -158,7 +160,8 @@ static void test_each_allocation(bool var, unsigned flags)
 		}
 	}
 	CHECK(failures > 0 || !(flags & CMAP_NO_POOL));
-	printf("  each-allocation (var %d, flags %u): %ld injected failures\n", var, flags, failures);
+	printf("  each-allocation (var %d, flags %u): %ld injected failures\n",
+	       var, flags, failures);
 	same(m, var);
 	cmap_free(m);
 	CHECK_EQ(a.live, 0);
@@ -183,7 +186,8 @@ static void test_random_failures(bool var, unsigned flags, long ops)
 	}
 	a.prob_pct = 0;
 	CHECK(nomem > 0 || !(flags & CMAP_NO_POOL));
-	printf("  random failures (var %d, flags %u): %ld of %ld ops ENOMEM\n", var, flags, nomem, ops);
+	printf("  random failures (var %d, flags %u): %ld of %ld ops ENOMEM\n",
+	       var, flags, nomem, ops);
 	same(m, var);
 	cmap_free(m);
 	CHECK_EQ(a.live, 0);
@@ -213,7 +217,8 @@ static void test_new_failures(void)
 	CHECK(0); /* cmap_new never succeeded */
 }
 
-/* ---- bad arguments -------------------------------------------------------------------- */
+/* ---- bad arguments
+ * -------------------------------------------------------------------- */
 
 static void visit(const void *k, size_t kl, const void *v, size_t vl, void *c)
 {
@@ -252,7 +257,8 @@ static void test_bad_input(void)
 	CHECK_EQ(cmap_new(&m, &c), CMAP_EINVAL);
 	CHECK(m == NULL);
 
-	/* A fixed map: wrong lengths and NULLs are rejected, nothing changes. */
+	/* A fixed map: wrong lengths and NULLs are rejected, nothing changes.
+	 */
 	c = (cmap_config_t){0};
 	c.key_size = 4;
 	c.val_size = 8;

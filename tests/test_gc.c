@@ -17,7 +17,8 @@
 #include "cmap.h"
 #include "testutil.h"
 
-/* ---- exactly once ------------------------------------------------------------ */
+/* ---- exactly once
+ * ------------------------------------------------------------ */
 
 #define IDS (1u << 20)
 static _Atomic(uint8_t) vdead[IDS], kdead[IDS], taken[IDS];
@@ -138,7 +139,8 @@ static void test_exactly_once(void)
 	}
 }
 
-/* ---- never while borrowed ------------------------------------------------------ */
+/* ---- never while borrowed
+ * ------------------------------------------------------ */
 
 struct borrow {
 	cmap_t *m;
@@ -205,7 +207,8 @@ static void test_borrow(void)
 	cmap_free(m);
 }
 
-/* ---- stalled reader ------------------------------------------------------------- */
+/* ---- stalled reader
+ * ------------------------------------------------------------- */
 
 static _Atomic(uint32_t) frees;
 static _Atomic(uint8_t) freed_obj[20000];
@@ -231,7 +234,8 @@ static void test_stalled_reader(void)
 		usleep(100);
 	const int n = 10000;
 	for (int i = 0; i < n; i++) {
-		CHECK_EQ(cmap_defer_free(m, &freed_obj[i], count_free), CMAP_OK);
+		CHECK_EQ(cmap_defer_free(m, &freed_obj[i], count_free),
+			 CMAP_OK);
 		if (i % 100 == 0)
 			CHECK(cmap_collect(m) > 0);
 	}
@@ -249,7 +253,8 @@ static void test_stalled_reader(void)
 	CHECK_EQ(atomic_load(&frees), (uint32_t)n);
 	/* Deferred but never collected: cmap_free runs them. */
 	for (int i = n; i < n + 100; i++)
-		CHECK_EQ(cmap_defer_free(m, &freed_obj[i], count_free), CMAP_OK);
+		CHECK_EQ(cmap_defer_free(m, &freed_obj[i], count_free),
+			 CMAP_OK);
 	CHECK_EQ(cmap_defer_free(m, NULL, count_free), CMAP_EINVAL);
 	CHECK_EQ(cmap_defer_free(m, &freed_obj[0], NULL), CMAP_EINVAL);
 	CHECK_EQ(cmap_defer_free(NULL, &freed_obj[0], count_free), CMAP_EINVAL);
@@ -257,7 +262,8 @@ static void test_stalled_reader(void)
 	CHECK_EQ(atomic_load(&frees), (uint32_t)n + 100);
 }
 
-/* ---- thread lifetimes -------------------------------------------------------------- */
+/* ---- thread lifetimes
+ * -------------------------------------------------------------- */
 
 struct life {
 	cmap_t *m;
@@ -296,8 +302,8 @@ static void test_lifetimes(void)
 		for (unsigned i = 0; i < WAVE; i++) {
 			l[i] = (struct life){m, (uint32_t)(w * WAVE + i) * 1000,
 					     (w + i) % 2 == 0};
-			CHECK_EQ(pthread_create(&th[i], NULL, short_life, &l[i]),
-				 0);
+			CHECK_EQ(
+			    pthread_create(&th[i], NULL, short_life, &l[i]), 0);
 		}
 		for (unsigned i = 0; i < WAVE; i++)
 			CHECK_EQ(pthread_join(th[i], NULL), 0);

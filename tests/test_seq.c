@@ -73,8 +73,7 @@ static void check_val(enum layout l, uint32_t i, uint64_t ver,
 	CHECK(memcmp(got, want, n) == 0);
 }
 
-static void visit(const void *k, size_t kl, const void *v, size_t vl,
-		  void *ctx)
+static void visit(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
 {
 	unsigned char *out = ctx;
 	(void)k;
@@ -104,9 +103,15 @@ static void run(enum layout l, cmap_hash_fn hash, uint32_t space, long ops)
 			uint32_t i = (uint32_t)(x % space);
 			unsigned p = (unsigned)(x >> 40) % 100;
 			size_t kl = make_key(l, i, kb);
-			unsigned op = phase == 0   ? (p < 70 ? 0 : p < 90 ? 1 : 2)
-				      : phase == 1 ? (p < 34 ? 0 : p < 67 ? 1 : 2)
-						   : (p < 10 ? 0 : p < 30 ? 1 : 2);
+			unsigned op = phase == 0   ? (p < 70   ? 0
+						      : p < 90 ? 1
+							       : 2)
+				      : phase == 1 ? (p < 34   ? 0
+						      : p < 67 ? 1
+							       : 2)
+						   : (p < 10   ? 0
+						      : p < 30 ? 1
+							       : 2);
 			bool want_old = x >> 63;
 			if (op == 0) {
 				uint64_t ver = rng_next(&seed);
@@ -115,7 +120,8 @@ static void run(enum layout l, cmap_hash_fn hash, uint32_t space, long ops)
 				int rc = cmap_set(m, kb, kl, vb, vl,
 						  want_old ? ob : NULL,
 						  want_old ? &ol : NULL);
-				CHECK_EQ(rc, r.has[i] ? CMAP_REPLACED : CMAP_OK);
+				CHECK_EQ(rc,
+					 r.has[i] ? CMAP_REPLACED : CMAP_OK);
 				if (r.has[i] && want_old)
 					check_val(l, i, r.ver[i], ob,
 						  l == VAR ? ol : c.val_size);
@@ -130,31 +136,32 @@ static void run(enum layout l, cmap_hash_fn hash, uint32_t space, long ops)
 					CHECK_EQ(rc, r.has[i] ? CMAP_OK
 							      : CMAP_NOT_FOUND);
 					if (r.has[i])
-						check_val(l, i, r.ver[i], ob, ol);
+						check_val(l, i, r.ver[i], ob,
+							  ol);
 				} else {
 					size_t vl = (size_t)-1;
-					int rc = cmap_get_with(m, kb, kl, visit,
-							       ob);
+					int rc =
+					    cmap_get_with(m, kb, kl, visit, ob);
 					CHECK_EQ(rc, r.has[i] ? CMAP_OK
 							      : CMAP_NOT_FOUND);
 					if (r.has[i]) {
 						memcpy(&vl, ob, sizeof vl);
-						check_val(l, i, r.ver[i], ob + 8,
-							  vl);
+						check_val(l, i, r.ver[i],
+							  ob + 8, vl);
 					}
 				}
 			} else {
 				size_t ol = sizeof ob;
-				int rc = cmap_remove(m, kb, kl,
-						     want_old ? ob : NULL,
-						     want_old ? &ol : NULL);
-				CHECK_EQ(rc, r.has[i] ? CMAP_OK
-						      : CMAP_NOT_FOUND);
+				int rc =
+				    cmap_remove(m, kb, kl, want_old ? ob : NULL,
+						want_old ? &ol : NULL);
+				CHECK_EQ(rc,
+					 r.has[i] ? CMAP_OK : CMAP_NOT_FOUND);
 				if (r.has[i]) {
 					if (want_old)
-						check_val(l, i, r.ver[i], ob,
-							  l == VAR ? ol
-								   : c.val_size);
+						check_val(
+						    l, i, r.ver[i], ob,
+						    l == VAR ? ol : c.val_size);
 					r.len--;
 				}
 				r.has[i] = 0;

@@ -91,9 +91,9 @@ static void *oracle_clear(void *arg)
 	unsigned char kb[32];
 	pthread_barrier_wait(&bar);
 	for (uint32_t i = 0; i < o->span; i++)
-		CHECK_EQ(cmap_remove(o->m, kb, okey(o, o->base + i, kb), NULL,
-				     NULL),
-			 o->has[i] ? CMAP_OK : CMAP_NOT_FOUND);
+		CHECK_EQ(
+		    cmap_remove(o->m, kb, okey(o, o->base + i, kb), NULL, NULL),
+		    o->has[i] ? CMAP_OK : CMAP_NOT_FOUND);
 	return NULL;
 }
 
@@ -108,8 +108,14 @@ static void run_oracle(cmap_hash_fn hash, bool var, uint32_t span, long ops)
 	struct oracle o[T];
 	pthread_t th[T];
 	for (unsigned t = 0; t < T; t++) {
-		o[t] = (struct oracle){m, var, t, t * span, span, ops,
-				       calloc(span, 1), calloc(span, 8)};
+		o[t] = (struct oracle){m,
+				       var,
+				       t,
+				       t * span,
+				       span,
+				       ops,
+				       calloc(span, 1),
+				       calloc(span, 8)};
 		CHECK(o[t].has && o[t].val);
 	}
 	CHECK_EQ(pthread_barrier_init(&bar, NULL, T), 0);
@@ -155,7 +161,8 @@ static void run_oracle(cmap_hash_fn hash, bool var, uint32_t span, long ops)
 	cmap_free(m);
 }
 
-/* ---- shared keys ----------------------------------------------------------- */
+/* ---- shared keys -----------------------------------------------------------
+ */
 
 #define KEYS_MAX 64
 
@@ -246,7 +253,8 @@ static void run_shared(cmap_hash_fn hash, unsigned nkeys, long ops)
 		sh[t].id = t;
 		sh[t].nkeys = nkeys;
 		sh[t].ops = ops;
-		CHECK_EQ(pthread_create(&th[t], NULL, shared_worker, &sh[t]), 0);
+		CHECK_EQ(pthread_create(&th[t], NULL, shared_worker, &sh[t]),
+			 0);
 	}
 	for (unsigned t = 0; t < T; t++)
 		CHECK_EQ(pthread_join(th[t], NULL), 0);

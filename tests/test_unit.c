@@ -42,7 +42,8 @@ static void test_indexing(void)
 	CHECK(is_bucket(v) && !is_frozen(v));
 	CHECK((void *)as_bucket(v | T_FROZEN) == (void *)obj);
 	CHECK(is_frozen(v | T_FROZEN));
-	CHECK(!is_bucket((uintptr_t)obj) && (void *)as_inner((uintptr_t)obj) == obj);
+	CHECK(!is_bucket((uintptr_t)obj) &&
+	      (void *)as_inner((uintptr_t)obj) == obj);
 	CHECK_EQ(align16(1), 16);
 	CHECK_EQ(align16(16), 16);
 	CHECK_EQ(align16(17), 32);
