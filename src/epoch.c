@@ -144,10 +144,15 @@ static void sys_free(cmap_t *m, void *p, size_t size)
 
 /* ---- joining and leaving ------------------------------------------------ */
 
+/* The map's record list.  Acquire: pairs with the release push in
+ * claim_record, so a record found here is seen initialised.  Records are
+ * never unlinked before cmap_free, so `next` is immutable. */
+static rec_t *first_rec(const cmap_t *m) { return ld_acquire(&m->recs); }
+
 static rec_t *claim_record(cmap_t *m)
 {
 	/* Under g_lock: no other thread claims or releases records now. */
-	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+	for (rec_t *r = first_rec(m); r; r = r->next)
 		if (!r->owner)
 			return r;
 	rec_t *r = sys_alloc(m, sizeof *r, CACHELINE);
@@ -251,7 +256,7 @@ CMAP_API void cmap_thread_exit(void)
 static void forget_map(cmap_t *m)
 {
 	pthread_mutex_lock(&g_lock);
-	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next) {
+	for (rec_t *r = first_rec(m); r; r = r->next) {
 		if (r->owner)
 			st_relaxed(&r->owner->ents[r->owner_slot].map, NULL);
 		r->owner = NULL;
@@ -324,7 +329,7 @@ static uint64_t try_advance(cmap_t *m)
 	/* Acquire: pairs with the seq_cst advance that produced e. */
 	uint64_t e = ld_acquire(&m->epoch);
 	heavy_barrier();
-	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next) {
+	for (rec_t *r = first_rec(m); r; r = r->next) {
 		/* Acquire: pairs with the release stores in enter/leave, so
 		 * everything that thread read before now happens-before any
 		 * free that this scan allows. */
@@ -390,7 +395,7 @@ CMAP_API int cmap_defer_free(cmap_t *m, void *p, void (*fn)(void *))
 size_t cmap__pending(const cmap_t *m)
 {
 	size_t n = 0;
-	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+	for (rec_t *r = first_rec(m); r; r = r->next)
 		n += ld_relaxed(&r->pending);
 	return n;
 }
@@ -398,7 +403,7 @@ size_t cmap__pending(const cmap_t *m)
 size_t cmap__nrecords(const cmap_t *m)
 {
 	size_t n = 0;
-	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+	for (rec_t *r = first_rec(m); r; r = r->next)
 		n++;
 	return n;
 }
@@ -409,7 +414,7 @@ CMAP_API size_t cmap_len(const cmap_t *m)
 		return 0;
 	int64_t n = 0;
 	/* Relaxed: an exact sum needs quiescence anyway (header). */
-	for (rec_t *r = ld_acquire(&m->recs); r; r = r->next)
+	for (rec_t *r = first_rec(m); r; r = r->next)
 		n += ld_relaxed(&r->count);
 	return n > 0 ? (size_t)n : 0;
 }
@@ -418,7 +423,7 @@ CMAP_API size_t cmap_len(const cmap_t *m)
 void cmap__epoch_free_all(cmap_t *m)
 {
 	forget_map(m);
-	rec_t *r = ld_acquire(&m->recs);
+	rec_t *r = first_rec(m);
 	for (rec_t *x = r; x; x = x->next)
 		for (int i = 0; i < 3; i++)
 			if (x->bags[i].n)
