@@ -7,12 +7,14 @@ CC_TSAN    ?= clang
 JOBS       ?= 2
 BENCH_ARGS ?= --loads 10000000 --gets 10000000 --threads 2 --hasher identity --validate
 # Tests run under valgrind memcheck (from the Release build, scaled down).
+# Each TSan test runs this many times (rare interleavings; until-fail).
+TSAN_REPEAT ?= 3
 VALGRIND_TESTS ?= test_unit test_errors test_seq test_gc test_threads
 
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all build release asan tsan valgrind test bench clean format check-format
+.PHONY: all build release asan tsan valgrind test bench clean format check-format check-loop
 
 all: build
 build: release
@@ -45,7 +47,7 @@ tsan:
 	$(call configure,build/tsan,$(CC_TSAN),-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAP_SANITIZE=thread)
 	cd build/tsan && CMAP_TEST_SCALE=4 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		$(shell command -v setarch >/dev/null 2>&1 && echo "setarch $$(uname -m) -R") \
-		$(CTEST) --output-on-failure -j$(JOBS)
+		$(CTEST) --output-on-failure -j$(JOBS) --repeat until-fail:$(TSAN_REPEAT)
 
 valgrind: release
 	@for t in $(VALGRIND_TESTS); do \
@@ -57,6 +59,11 @@ valgrind: release
 	done
 
 test: test-release asan tsan valgrind
+
+# Rerun the concurrent tests under TSan until one fails (liburcu's
+# check-loop): `make check-loop TSAN_REPEAT=1000`.
+check-loop:
+	$(MAKE) tsan TSAN_REPEAT=$(or $(LOOPS),1000)
 
 clean:
 	rm -rf build

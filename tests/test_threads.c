@@ -212,7 +212,17 @@ static void *shared_worker(void *arg)
 			break;
 		}
 		case 2: {
-			int rc = cmap_get(me->m, &k, 4, &v, NULL);
+			int rc;
+			if (x & (1ull << 62)) {
+				/* The batched path, one key at a time. */
+				unsigned char f = 2;
+				long h = cmap_get_batch(me->m, &k, 1, &v, &f);
+				CHECK(h == 0 || h == 1);
+				CHECK_EQ(f, h);
+				rc = h ? CMAP_OK : CMAP_NOT_FOUND;
+			} else {
+				rc = cmap_get(me->m, &k, 4, &v, NULL);
+			}
 			CHECK(rc == CMAP_OK || rc == CMAP_NOT_FOUND);
 			if (rc != CMAP_OK)
 				break;
