@@ -61,7 +61,7 @@ valgrind: release
 test: test-release asan tsan valgrind
 
 # Rerun the concurrent tests under TSan until one fails (liburcu's
-# check-loop): `make check-loop TSAN_REPEAT=1000`.
+# check-loop): `make check-loop LOOPS=1000`.
 check-loop:
 	$(MAKE) tsan TSAN_REPEAT=$(or $(LOOPS),1000)
 

@@ -99,7 +99,9 @@ uint64_t cmap_city64_seeds(const void *buf, size_t len, uint64_t seed0,
 
 /* Key equality: nonzero when equal.  Lengths are equal when called. */
 typedef int (*cmap_eq_fn)(const void *a, const void *b, size_t len);
-/* Destructor for a key or value leaving the map (after its grace period). */
+/* Destructor for a key or value leaving the map (after its grace period).
+ * It may read the map but not write it: write operations called from a
+ * destructor return CMAP_EINVAL. */
 typedef void (*cmap_dtor_fn)(void *item, size_t len, void *ctx);
 /* Allocator hooks.  alloc must return memory aligned to at least align
  * (a power of two, at most 2 MiB) or NULL; free receives the same size. */
@@ -210,7 +212,9 @@ int cmap_defer_free(cmap_t *map, void *ptr, void (*fn)(void *ptr));
 size_t cmap_collect(cmap_t *map);
 
 /* Leave every map the calling thread has joined (also done automatically
- * at thread exit).  The thread may use maps again afterwards. */
+ * at thread exit).  The thread may use maps again afterwards.
+ * Precondition: not called from inside a cmap_get_with callback or a
+ * destructor. */
 void cmap_thread_exit(void);
 
 /* ---- introspection ---------------------------------------------------- */

@@ -553,8 +553,9 @@ static void contract_path(cmap_t *m, rec_t *r, uint64_t h)
 	}
 }
 
-/* A writer found slot ix of node path[d] frozen: finish that node's
- * replacement.  Returns CMAP_OK (retry) or CMAP_ENOMEM. */
+/* A writer found a slot of node path[d] frozen: finish that node's
+ * replacement.  Returns CMAP_OK (retry) or CMAP_ENOMEM.  d >= 1: the root
+ * is never frozen (only nodes below it are contracted). */
 static int help(cmap_t *m, rec_t *r, inner_t **path, unsigned d, uint64_t h)
 {
 	if (freeze_replace(m, r, path[d - 1], hidx(h, d - 1), path[d]) ==
