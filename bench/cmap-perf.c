@@ -11,6 +11,11 @@
  * Output: per phase ops, seconds, total and per-thread Mops/s; the map's
  * len, peak RSS and bytes per entry; with --validate the map's statistics
  * (exit 1 if validation fails); with --json a final JSON line.
+ *
+ * --map NAME runs the same workload on a peer (bench/maps.h; --list shows
+ * the ones compiled in).  After the load every map passes a guard: its len
+ * equals the number of distinct keys inserted and a sample of gets returns
+ * the last value written, or the run fails.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +30,7 @@
 #include <unistd.h>
 
 #include "cmap.h"
+#include "maps.h"
 
 #define DEFAULT_SEED 0x5eed5eedull
 #define MAX_THREADS  1024
@@ -34,7 +40,7 @@ struct opts {
 	uint64_t loads, gets, sets, rems, seed;
 	unsigned threads, batch;
 	bool contention, validate, json;
-	const char *hasher;
+	const char *hasher, *map;
 	cmap_hash_fn hash;
 };
 
@@ -47,7 +53,83 @@ struct worker {
 };
 
 static struct opts O;
-static cmap_t *M;
+static cmap_t *M;		  /* the cmap under test (--map cmap) */
+static const struct bench_map *B; /* the map under test */
+static void *BM;		  /* its instance */
+
+/* ---- cmap through the common interface -------------------------------------
+ */
+
+static uint64_t hash_mix(const void *key, size_t len, uint64_t seed)
+{
+	uint32_t k;
+	(void)len;
+	(void)seed;
+	memcpy(&k, key, 4);
+	return bench_mix64(k);
+}
+
+static void *c_create(uint64_t n)
+{
+	(void)n;
+	cmap_config_t cfg = {0};
+	cfg.key_size = 4;
+	cfg.val_size = 8;
+	cfg.hash = O.hash;
+	int rc = cmap_new(&M, &cfg);
+	return rc == CMAP_OK ? M : NULL;
+}
+
+static void c_destroy(void *m)
+{
+	cmap_free(m);
+}
+
+static int c_set(void *m, uint32_t k, uint64_t v)
+{
+	int rc = cmap_set(m, &k, 4, &v, 8, NULL, NULL);
+	return rc < 0 ? rc : rc == CMAP_OK;
+}
+
+static int c_get(void *m, uint32_t k, uint64_t *v)
+{
+	return cmap_get(m, &k, 4, v, NULL) == CMAP_OK;
+}
+
+static int c_remove(void *m, uint32_t k)
+{
+	int rc = cmap_remove(m, &k, 4, NULL, NULL);
+	return rc < 0 ? rc : rc == CMAP_OK;
+}
+
+static size_t c_len(void *m)
+{
+	return cmap_len(m);
+}
+
+static const struct bench_map bench_map_cmap = {
+    "cmap",   "cmap: lock-free hash trie, epoch reclamation (this project)",
+    c_create, c_destroy,
+    NULL,     NULL,
+    NULL,     c_set,
+    c_get,    c_remove,
+    c_len};
+
+const struct bench_map *const bench_maps[] = {
+    &bench_map_cmap,
+#ifdef CMAP_BENCH_HAVE_URCU
+    &bench_map_urcu_qsbr, &bench_map_urcu_memb,
+#endif
+#ifdef CMAP_BENCH_HAVE_CUCKOO
+    &bench_map_cuckoo,
+#endif
+#ifdef CMAP_BENCH_HAVE_TBB
+    &bench_map_tbb,
+#endif
+#ifdef CMAP_BENCH_HAVE_CDS
+    &bench_map_feldman,
+#endif
+    &bench_map_striped,	  NULL};
 static pthread_barrier_t start_line;
 
 /* splitmix64: one multiply-xorshift chain per number, seeded per thread. */
@@ -111,9 +193,13 @@ static void usage(FILE *f)
 	    "  --contention    every set in the run phase uses key 0\n"
 	    "  --batch B       do gets B at a time with cmap_get_batch "
 	    "(default 0: one by one)\n"
-	    "  --hasher H      identity | xxh3 | city (default identity)\n"
+	    "  --hasher H      cmap's hasher: identity | xxh3 | city | mix\n"
+	    "                  (default identity; peers always use mix, the\n"
+	    "                  murmur3 64-bit finaliser)\n"
+	    "  --map NAME      the map to drive (default cmap; see --list)\n"
+	    "  --list          list the maps compiled into this binary\n"
 	    "  --seed S        RNG seed (default %#llx)\n"
-	    "  --validate      check the map's invariants after each phase\n"
+	    "  --validate      check cmap's invariants after each phase\n"
 	    "  --json          print a JSON summary as the last line\n",
 	    (unsigned long long)DEFAULT_SEED);
 }
@@ -132,7 +218,18 @@ static uint64_t num(const char *opt, const char *s, uint64_t max)
 
 static void parse(int argc, char **argv)
 {
-	enum { LOADS = 256, GETS, SETS, REMS, THREADS, SEED, HASHER, BATCH };
+	enum {
+		LOADS = 256,
+		GETS,
+		SETS,
+		REMS,
+		THREADS,
+		SEED,
+		HASHER,
+		BATCH,
+		MAP,
+		LIST
+	};
 	static const struct option lo[] = {{"loads", 1, 0, LOADS},
 					   {"gets", 1, 0, GETS},
 					   {"sets", 1, 0, SETS},
@@ -145,6 +242,8 @@ static void parse(int argc, char **argv)
 					   {"validate", 0, 0, 'v'},
 					   {"json", 0, 0, 'j'},
 					   {"help", 0, 0, 'h'},
+					   {"map", 1, 0, MAP},
+					   {"list", 0, 0, LIST},
 					   {0, 0, 0, 0}};
 	O = (struct opts){.loads = 1000000,
 			  .threads = 1,
@@ -178,6 +277,14 @@ static void parse(int argc, char **argv)
 		case HASHER:
 			O.hasher = optarg;
 			break;
+		case MAP:
+			O.map = optarg;
+			break;
+		case LIST:
+			for (int i = 0; bench_maps[i]; i++)
+				printf("%-10s %s\n", bench_maps[i]->name,
+				       bench_maps[i]->desc);
+			exit(0);
 		case 'c':
 			O.contention = true;
 			break;
@@ -211,8 +318,24 @@ static void parse(int argc, char **argv)
 		O.hash = cmap_hash_xxh3;
 	else if (!strcmp(O.hasher, "city"))
 		O.hash = cmap_hash_city;
+	else if (!strcmp(O.hasher, "mix"))
+		O.hash = hash_mix;
 	else {
 		fprintf(stderr, "cmap-perf: unknown hasher '%s'\n", O.hasher);
+		exit(2);
+	}
+	for (int i = 0; bench_maps[i]; i++)
+		if (!strcmp(bench_maps[i]->name, O.map))
+			B = bench_maps[i];
+	if (!B) {
+		fprintf(stderr,
+			"cmap-perf: no map '%s' in this build (--list)\n",
+			O.map);
+		exit(2);
+	}
+	if (B != &bench_map_cmap && (O.validate || O.batch > 1)) {
+		fprintf(stderr,
+			"cmap-perf: --validate and --batch are cmap's\n");
 		exit(2);
 	}
 }
@@ -226,15 +349,23 @@ static void *run_thread(void *arg)
 	uint64_t hits = 0, acc = 0;
 	uint32_t keys[BATCH_MAX];
 	uint64_t vals[BATCH_MAX];
+	unsigned since_q = 0;
+	if (B->enter)
+		B->enter(BM);
 	pthread_barrier_wait(&start_line);
 	double t0 = now();
 	while (g + st + rm) {
 		uint64_t r = rnd(&s);
 		uint64_t x = ((r >> 32) * (g + st + rm)) >> 32;
 		uint32_t k = pick(r, n);
+		if (B->quiesce && ++since_q == QUIESCE_EVERY) {
+			since_q = 0;
+			B->quiesce(BM);
+		}
 		if (x < g) {
 			if (O.batch > 1) {
-				/* Gets come in batches when --batch is set. */
+				/* Gets come in batches when --batch is set
+				 * (cmap only: checked in parse). */
 				unsigned b =
 				    g < O.batch ? (unsigned)g : O.batch;
 				keys[0] = k;
@@ -251,22 +382,21 @@ static void *run_thread(void *arg)
 				continue;
 			}
 			uint64_t v = 0;
-			int rc = cmap_get(M, &k, 4, &v, NULL);
-			hits += rc == CMAP_OK;
+			hits += (uint64_t)B->get(BM, k, &v);
 			acc ^= v;
 			g--;
 		} else if (x < g + st) {
 			uint64_t v = rnd(&s);
 			if (O.contention)
 				k = 0;
-			int rc = cmap_set(M, &k, 4, &v, 8, NULL, NULL);
+			int rc = B->set(BM, k, v);
 			if (rc < 0) {
 				w->error = rc;
 				break;
 			}
 			st--;
 		} else {
-			int rc = cmap_remove(M, &k, 4, NULL, NULL);
+			int rc = B->remove(BM, k);
 			if (rc < 0) {
 				w->error = rc;
 				break;
@@ -275,6 +405,8 @@ static void *run_thread(void *arg)
 		}
 	}
 	w->secs = now() - t0;
+	if (B->leave)
+		B->leave(BM);
 	w->ops = O.gets + O.sets + O.rems;
 	w->hits = hits;
 	w->acc = acc;
@@ -304,30 +436,40 @@ static bool validate(const char *phase)
 int main(int argc, char **argv)
 {
 	parse(argc, argv);
-	cmap_config_t cfg = {0};
-	cfg.key_size = 4;
-	cfg.val_size = 8;
-	cfg.hash = O.hash;
-	int rc = cmap_new(&M, &cfg);
-	if (rc != CMAP_OK)
-		die("cmap_new", rc);
-	printf("cmap-perf: %ld cpus, hasher %s, seed %#" PRIx64 ", u32 keys, "
-	       "u64 values\n",
-	       sysconf(_SC_NPROCESSORS_ONLN), O.hasher, O.seed);
+	BM = B->create(O.loads);
+	if (!BM)
+		die("creating the map", CMAP_ENOMEM);
+	printf("cmap-perf: map %s, %ld cpus, hasher %s, seed %#" PRIx64
+	       ", u32 keys, u64 values\n",
+	       B->name, sysconf(_SC_NPROCESSORS_ONLN),
+	       B == &bench_map_cmap ? O.hasher : "mix", O.seed);
 
-	/* Load. */
+	/* Load.  The guard remembers the last value written to keys below
+	 * GUARD, to check the map afterwards without storing the keys. */
+	enum { GUARD = 4096 };
+	static uint64_t guard_val[GUARD];
+	static bool guard_has[GUARD];
 	uint64_t s = O.seed, inserted = 0;
+	int rc;
+	/* The main thread uses the map only in the load and the checks; it
+	 * leaves in between, as an idle QSBR thread must. */
+	if (B->enter)
+		B->enter(BM);
 	double t0 = now();
 	for (uint64_t i = 0; i < O.loads; i++) {
 		uint32_t k = pick(rnd(&s), O.loads);
 		uint64_t v = rnd(&s);
-		rc = cmap_set(M, &k, 4, &v, 8, NULL, NULL);
+		rc = B->set(BM, k, v);
 		if (rc < 0)
-			die("cmap_set", rc);
-		inserted += rc == CMAP_OK;
+			die("set", rc);
+		inserted += (uint64_t)rc;
+		if (k < GUARD) {
+			guard_val[k] = v;
+			guard_has[k] = true;
+		}
 	}
 	double load_secs = now() - t0;
-	size_t len = cmap_len(M);
+	size_t len = B->len(BM);
 	long rss = peak_rss_bytes();
 	double load_mops = (double)O.loads / load_secs / 1e6;
 	printf("load: %" PRIu64
@@ -337,10 +479,26 @@ int main(int argc, char **argv)
 	       len ? (double)rss / (double)len : 0.0);
 	bool ok = true;
 	if (len != inserted) {
-		fprintf(stderr, "cmap-perf: len %zu != %" PRIu64 " inserted\n",
+		fprintf(stderr,
+			"cmap-perf: GUARD FAILED: len %zu != %" PRIu64
+			" distinct keys inserted\n",
 			len, inserted);
 		ok = false;
 	}
+	for (uint32_t k = 0; k < GUARD && k < O.loads; k++) {
+		uint64_t v = 0;
+		int found = B->get(BM, k, &v);
+		if (found != guard_has[k] || (found && v != guard_val[k])) {
+			fprintf(stderr, "cmap-perf: GUARD FAILED: key %u: %s\n",
+				k, found ? "wrong value" : "presence differs");
+			ok = false;
+			break;
+		}
+	}
+	if (B->leave)
+		B->leave(BM);
+	if (!ok)
+		return 1;
 	if (O.validate)
 		ok &= validate("after load");
 	double load_rss_per = len ? (double)rss / (double)len : 0.0;
@@ -376,7 +534,11 @@ int main(int argc, char **argv)
 		}
 		per_thread /= O.threads;
 		run_mops = (double)(per * O.threads) / run_secs / 1e6;
-		len = cmap_len(M);
+		if (B->enter)
+			B->enter(BM);
+		len = B->len(BM);
+		if (B->leave)
+			B->leave(BM);
 		rss = peak_rss_bytes();
 		printf("run: %u threads x (%" PRIu64 " gets, %" PRIu64
 		       " sets, %" PRIu64 " rems%s%s) in %.3f s: %.2f Mops/s "
@@ -411,6 +573,6 @@ int main(int argc, char **argv)
 		    O.threads, O.hasher, O.loads, O.gets, O.sets, O.rems,
 		    O.batch, O.contention ? "true" : "false", O.seed,
 		    ok ? "true" : "false");
-	cmap_free(M);
+	B->destroy(BM);
 	return ok ? 0 : 1;
 }

@@ -40,8 +40,7 @@ CMAP_API uint64_t cmap_hash_u64(const void *key, size_t len, uint64_t seed)
 	return x;
 }
 
-/* ---- CityHash v1.1 ---------------------------------------------------------
- */
+/* ---- CityHash v1.1 -------------------------------------------------- */
 
 static const uint64_t k0 = 0xc3a5c85c97cb3127ull;
 static const uint64_t k1 = 0xb492b66fbe98f273ull;
