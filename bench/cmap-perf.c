@@ -36,8 +36,12 @@
 #define MAX_THREADS  1024
 #define BATCH_MAX    256
 
+#define MAX_PHASES 8
+
 struct opts {
-	uint64_t loads, gets, sets, rems, seed;
+	uint64_t loads, gets, sets, rems, seed, ops;
+	const char *workloads[MAX_PHASES];
+	unsigned nworkloads;
 	unsigned threads, batch;
 	bool contention, validate, json;
 	const char *hasher, *map;
@@ -191,6 +195,14 @@ static void usage(FILE *f)
 	    "  --rems N        removes per thread in the run phase\n"
 	    "  --threads T     threads in the run phase (default 1)\n"
 	    "  --contention    every set in the run phase uses key 0\n"
+	    "  --workloads L   run these phases in turn on the loaded map:\n"
+	    "                  get,set,mix90,mix50,contention (per thread: "
+	    "--ops\n"
+	    "                  gets; sets; 90/5/5; 50/25/25; ops/10 sets of "
+	    "one\n"
+	    "                  key); replaces --gets/--sets/--rems\n"
+	    "  --ops N         operations per thread per workload (default "
+	    "--loads)\n"
 	    "  --batch B       do gets B at a time with cmap_get_batch "
 	    "(default 0: one by one)\n"
 	    "  --hasher H      cmap's hasher: identity | xxh3 | city | mix\n"
@@ -228,7 +240,9 @@ static void parse(int argc, char **argv)
 		HASHER,
 		BATCH,
 		MAP,
-		LIST
+		LIST,
+		WORKLOADS,
+		OPS
 	};
 	static const struct option lo[] = {{"loads", 1, 0, LOADS},
 					   {"gets", 1, 0, GETS},
@@ -244,11 +258,14 @@ static void parse(int argc, char **argv)
 					   {"help", 0, 0, 'h'},
 					   {"map", 1, 0, MAP},
 					   {"list", 0, 0, LIST},
+					   {"workloads", 1, 0, WORKLOADS},
+					   {"ops", 1, 0, OPS},
 					   {0, 0, 0, 0}};
 	O = (struct opts){.loads = 1000000,
 			  .threads = 1,
 			  .seed = DEFAULT_SEED,
-			  .hasher = "identity"};
+			  .hasher = "identity",
+			  .map = "cmap"};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -280,6 +297,28 @@ static void parse(int argc, char **argv)
 		case MAP:
 			O.map = optarg;
 			break;
+		case OPS:
+			O.ops = num("--ops", optarg, UINT32_MAX);
+			break;
+		case WORKLOADS:
+			for (char *t = strtok(optarg, ","); t;
+			     t = strtok(NULL, ",")) {
+				static const char *const known[] = {
+				    "get",   "set",	   "mix90",
+				    "mix50", "contention", NULL};
+				bool found = false;
+				for (int i = 0; known[i]; i++)
+					found |= !strcmp(t, known[i]);
+				if (!found || O.nworkloads == MAX_PHASES) {
+					fprintf(
+					    stderr,
+					    "cmap-perf: bad workload '%s'\n",
+					    t);
+					exit(2);
+				}
+				O.workloads[O.nworkloads++] = t;
+			}
+			break;
 		case LIST:
 			for (int i = 0; bench_maps[i]; i++)
 				printf("%-10s %s\n", bench_maps[i]->name,
@@ -307,6 +346,8 @@ static void parse(int argc, char **argv)
 			argv[optind]);
 		exit(2);
 	}
+	if (!O.ops)
+		O.ops = O.loads;
 	if (!O.threads || !O.loads) {
 		fprintf(stderr,
 			"cmap-perf: --threads and --loads must be > 0\n");
@@ -433,6 +474,91 @@ static bool validate(const char *phase)
 	return rc == CMAP_OK && st.entries == cmap_len(M);
 }
 
+/* ---- run phases
+ * -------------------------------------------------------------- */
+
+struct phase_res {
+	const char *name;
+	uint64_t ops;
+	double secs, mops, per_thread;
+};
+
+/* The named workloads of --workloads: counts per thread from --ops. */
+static void set_workload(const char *w)
+{
+	uint64_t n = O.ops;
+	O.gets = O.sets = O.rems = 0;
+	O.contention = false;
+	if (!strcmp(w, "get"))
+		O.gets = n;
+	else if (!strcmp(w, "set"))
+		O.sets = n;
+	else if (!strcmp(w, "mix90")) {
+		O.gets = n * 9 / 10;
+		O.sets = O.rems = n / 20;
+	} else if (!strcmp(w, "mix50")) {
+		O.gets = n / 2;
+		O.sets = O.rems = n / 4;
+	} else if (!strcmp(w, "contention")) {
+		O.sets = n / 10;
+		O.contention = true;
+	}
+}
+
+static bool run_phase(const char *name, struct phase_res *pr)
+{
+	uint64_t per = O.gets + O.sets + O.rems, hits = 0, acc = 0;
+	double per_thread = 0;
+	bool ok = true;
+	struct worker *w = calloc(O.threads, sizeof *w);
+	if (!w)
+		die("calloc", CMAP_ENOMEM);
+	pthread_barrier_init(&start_line, NULL, O.threads + 1);
+	for (unsigned i = 0; i < O.threads; i++) {
+		w[i].idx = i;
+		if (pthread_create(&w[i].tid, NULL, run_thread, &w[i])) {
+			fprintf(stderr, "cmap-perf: pthread_create\n");
+			exit(1);
+		}
+	}
+	pthread_barrier_wait(&start_line);
+	double t0 = now();
+	for (unsigned i = 0; i < O.threads; i++)
+		pthread_join(w[i].tid, NULL);
+	double secs = now() - t0;
+	pthread_barrier_destroy(&start_line);
+	for (unsigned i = 0; i < O.threads; i++) {
+		if (w[i].error)
+			die(name, w[i].error);
+		per_thread += (double)w[i].ops / w[i].secs / 1e6;
+		hits += w[i].hits;
+		acc ^= w[i].acc;
+	}
+	free(w);
+	per_thread /= O.threads;
+	*pr = (struct phase_res){name, per * O.threads, secs,
+				 (double)(per * O.threads) / secs / 1e6,
+				 per_thread};
+	if (B->enter)
+		B->enter(BM);
+	size_t len = B->len(BM);
+	if (B->leave)
+		B->leave(BM);
+	long rss = peak_rss_bytes();
+	printf("%s: %u threads x (%" PRIu64 " gets, %" PRIu64 " sets, %" PRIu64
+	       " rems%s%s) in %.3f s: %.2f Mops/s total, %.2f Mops/s per "
+	       "thread; %" PRIu64 " get hits (xor %#" PRIx64 ")\n",
+	       name, O.threads, O.gets, O.sets, O.rems,
+	       O.contention ? ", contention" : "",
+	       O.batch > 1 ? ", batched gets" : "", secs, pr->mops, per_thread,
+	       hits, acc);
+	printf("after %s: len %zu, peak RSS %.1f MiB, %.1f bytes/entry\n", name,
+	       len, rss / 1048576.0, len ? (double)rss / (double)len : 0.0);
+	if (O.validate)
+		ok &= validate(name);
+	return ok;
+}
+
 int main(int argc, char **argv)
 {
 	parse(argc, argv);
@@ -503,76 +629,51 @@ int main(int argc, char **argv)
 		ok &= validate("after load");
 	double load_rss_per = len ? (double)rss / (double)len : 0.0;
 
-	/* Run. */
-	uint64_t per = O.gets + O.sets + O.rems, hits = 0;
-	double run_secs = 0, run_mops = 0, per_thread = 0;
-	if (per) {
-		struct worker *w = calloc(O.threads, sizeof *w);
-		if (!w)
-			die("calloc", CMAP_ENOMEM);
-		pthread_barrier_init(&start_line, NULL, O.threads + 1);
-		for (unsigned i = 0; i < O.threads; i++) {
-			w[i].idx = i;
-			if (pthread_create(&w[i].tid, NULL, run_thread,
-					   &w[i])) {
-				fprintf(stderr, "cmap-perf: pthread_create\n");
-				return 1;
-			}
+	/* Run: one phase from the counts given, or the named workloads one
+	 * after another on the same map (--workloads). */
+	struct phase_res res[MAX_PHASES];
+	unsigned nph = 0;
+	if (O.nworkloads) {
+		for (unsigned i = 0; i < O.nworkloads; i++) {
+			set_workload(O.workloads[i]);
+			if (!run_phase(O.workloads[i], &res[nph++]))
+				ok = false;
 		}
-		pthread_barrier_wait(&start_line);
-		t0 = now();
-		for (unsigned i = 0; i < O.threads; i++)
-			pthread_join(w[i].tid, NULL);
-		run_secs = now() - t0;
-		uint64_t acc = 0;
-		for (unsigned i = 0; i < O.threads; i++) {
-			if (w[i].error)
-				die("run phase", w[i].error);
-			per_thread += (double)w[i].ops / w[i].secs / 1e6;
-			hits += w[i].hits;
-			acc ^= w[i].acc;
-		}
-		per_thread /= O.threads;
-		run_mops = (double)(per * O.threads) / run_secs / 1e6;
-		if (B->enter)
-			B->enter(BM);
-		len = B->len(BM);
-		if (B->leave)
-			B->leave(BM);
-		rss = peak_rss_bytes();
-		printf("run: %u threads x (%" PRIu64 " gets, %" PRIu64
-		       " sets, %" PRIu64 " rems%s%s) in %.3f s: %.2f Mops/s "
-		       "total, %.2f Mops/s per thread; %" PRIu64
-		       " get hits (xor %#" PRIx64 ")\n",
-		       O.threads, O.gets, O.sets, O.rems,
-		       O.contention ? ", contention" : "",
-		       O.batch > 1 ? ", batched gets" : "", run_secs, run_mops,
-		       per_thread, hits, acc);
-		printf(
-		    "after run: len %zu, peak RSS %.1f MiB, %.1f bytes/entry\n",
-		    len, rss / 1048576.0,
-		    len ? (double)rss / (double)len : 0.0);
-		if (O.validate)
-			ok &= validate("after run");
-		free(w);
+	} else if (O.gets + O.sets + O.rems) {
+		if (!run_phase("run", &res[nph++]))
+			ok = false;
 	}
-	if (O.json)
+	len = B->len(BM);
+	rss = peak_rss_bytes();
+	if (O.json) {
+		struct phase_res run =
+		    nph ? res[nph - 1] : (struct phase_res){"run", 0, 0, 0, 0};
+		printf("{\"load\":{\"ops\":%" PRIu64
+		       ",\"secs\":%.6f,\"mops\":%.4f},",
+		       O.loads, load_secs, load_mops);
+		printf("\"run\":{\"ops\":%" PRIu64
+		       ",\"secs\":%.6f,\"mops\":%.4f,"
+		       "\"per_thread_mops\":%.4f},\"phases\":[",
+		       run.ops, run.secs, run.mops, run.per_thread);
+		for (unsigned i = 0; i < nph; i++)
+			printf("%s{\"name\":\"%s\",\"ops\":%" PRIu64
+			       ",\"secs\":%.6f,\"mops\":%.4f,"
+			       "\"per_thread_mops\":%.4f}",
+			       i ? "," : "", res[i].name, res[i].ops,
+			       res[i].secs, res[i].mops, res[i].per_thread);
 		printf(
-		    "{\"load\":{\"ops\":%" PRIu64
-		    ",\"secs\":%.6f,\"mops\":%.4f},"
-		    "\"run\":{\"ops\":%" PRIu64 ",\"secs\":%.6f,\"mops\":%.4f,"
-		    "\"per_thread_mops\":%.4f},\"len\":%zu,\"rss_bytes\":%ld,"
-		    "\"bytes_per_entry\":%.2f,\"load_bytes_per_entry\":%.2f,"
-		    "\"threads\":%u,\"hasher\":\"%s\",\"loads\":%" PRIu64
+		    "],\"len\":%zu,\"rss_bytes\":%ld,\"bytes_per_entry\":%.2f,"
+		    "\"load_bytes_per_entry\":%.2f,\"threads\":%u,"
+		    "\"map\":\"%s\",\"hasher\":\"%s\",\"loads\":%" PRIu64
 		    ",\"gets\":%" PRIu64 ",\"sets\":%" PRIu64
 		    ",\"rems\":%" PRIu64 ",\"batch\":%u,\"contention\":%s,"
 		    "\"seed\":%" PRIu64 ",\"valid\":%s}\n",
-		    O.loads, load_secs, load_mops, per * O.threads, run_secs,
-		    run_mops, per_thread, len, rss,
-		    len ? (double)rss / (double)len : 0.0, load_rss_per,
-		    O.threads, O.hasher, O.loads, O.gets, O.sets, O.rems,
-		    O.batch, O.contention ? "true" : "false", O.seed,
-		    ok ? "true" : "false");
+		    len, rss, len ? (double)rss / (double)len : 0.0,
+		    load_rss_per, O.threads, B->name,
+		    B == &bench_map_cmap ? O.hasher : "mix", O.loads, O.gets,
+		    O.sets, O.rems, O.batch, O.contention ? "true" : "false",
+		    O.seed, ok ? "true" : "false");
+	}
 	B->destroy(BM);
 	return ok ? 0 : 1;
 }
