@@ -14,7 +14,7 @@ VALGRIND_TESTS ?= test_unit test_errors test_seq test_gc test_threads
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all build release asan tsan valgrind test bench clean format check-format check-loop
+.PHONY: all build release asan tsan valgrind test bench clean format check-format check-loop compare
 
 all: build
 build: release
@@ -64,6 +64,16 @@ test: test-release asan tsan valgrind
 # check-loop): `make check-loop LOOPS=1000`.
 check-loop:
 	$(MAKE) tsan TSAN_REPEAT=$(or $(LOOPS),1000)
+
+# cmap against its peers (liburcu, libcuckoo, oneTBB, libcds, a striped
+# baseline): tables, CSV/JSON and PNG charts in docs/perf/.  About 10
+# minutes on 2 cores; FULL=1 for bigger machines (5 reps, 10x the ops).
+compare:
+	bash tools/install-peers.sh
+	rm -rf build/release/CMakeCache.txt
+	$(MAKE) release
+	python3 tools/compare.py --charts --out docs/perf \
+		$(if $(FULL),--reps 5 --ops 10000000,--reps 3)
 
 clean:
 	rm -rf build

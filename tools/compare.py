@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of cmap and its peers: every map compiled into
+cmap-perf (see `cmap-perf --list`) runs the same workloads (load; get; set;
+90/5/5; 50/25/25; contention) at each thread count and load size, each
+configuration in --reps separate processes, one at a time.  Writes
+results.csv and results.json (medians with min and max) to --out, prints a
+table, and with --charts renders PNG charts with gnuplot.
+
+usage: tools/compare.py [--reps 3] [--loads 1000000,10000000] [--threads 1,2]
+                        [--maps cmap,tbb,...] [--out docs/perf] [--charts]
+"""
+import argparse, csv, json, os, statistics, subprocess, sys
+
+WORKLOADS = ["get", "set", "mix90", "mix50", "contention"]
+TITLES = {"load": "load (1 thread inserting)", "get": "get",
+          "set": "set (insert or replace)", "mix90": "90% get, 5% set, 5% remove",
+          "mix50": "50% get, 25% set, 25% remove",
+          "contention": "contention (all threads set one key)"}
+
+
+def run(perf, m, n, t, ops):
+    cmd = [perf, "--map", m, "--loads", str(n), "--ops", str(ops), "--threads",
+           str(t), "--workloads", ",".join(WORKLOADS), "--json"]
+    if m == "cmap":
+        cmd += ["--hasher", "mix"]  # the peers' hash, for a like-for-like run
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("FAILED (correctness guard or error): %s\n%s%s"
+                 % (" ".join(cmd), p.stdout[-2000:], p.stderr[-2000:]))
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def summary(v):
+    return {"median": statistics.median(v), "min": min(v), "max": max(v)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--perf", default="build/release/cmap-perf")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--loads", default="1000000,10000000")
+    ap.add_argument("--threads", default=",".join(
+        str(i) for i in range(1, (os.cpu_count() or 2) + 1)))
+    ap.add_argument("--ops", type=int, default=0,
+                    help="ops per thread per workload (default: N/10, at least 100000)")
+    ap.add_argument("--maps", default="")
+    ap.add_argument("--out", default="docs/perf")
+    ap.add_argument("--charts", action="store_true")
+    a = ap.parse_args()
+    listed = subprocess.run([a.perf, "--list"], capture_output=True, text=True,
+                            check=True).stdout.split("\n")
+    maps = [l.split()[0] for l in listed if l.strip()]
+    if a.maps:
+        maps = [m for m in a.maps.split(",") if m in maps]
+    loads = [int(x) for x in a.loads.split(",")]
+    threads = [int(x) for x in a.threads.split(",")]
+    total = len(loads) * len(maps) * len(threads) * a.reps
+    tty = sys.stderr.isatty()
+    raw = {}  # (map, workload, n, t) -> [mops]; (map, 'bpe', n) -> [bytes]
+    k = 0
+    for n in loads:
+        ops = a.ops or max(100000, n // 10)
+        for m in maps:
+            for t in threads:
+                for _ in range(a.reps):
+                    k += 1
+                    if tty:
+                        sys.stderr.write("\r[%d/%d] %-10s N=%-9d T=%d " % (k, total, m, n, t))
+                        sys.stderr.flush()
+                    r = run(a.perf, m, n, t, ops)
+                    raw.setdefault((m, "load", n, 1), []).append(r["load"]["mops"])
+                    raw.setdefault((m, "bpe", n, 0), []).append(r["load_bytes_per_entry"])
+                    for ph in r["phases"]:
+                        raw.setdefault((m, ph["name"], n, t), []).append(ph["mops"])
+    if tty:
+        sys.stderr.write("\n")
+    rows = []
+    for (m, w, n, t), v in sorted(raw.items()):
+        if w == "bpe":
+            continue
+        s = summary(v)
+        bpe = statistics.median(raw[(m, "bpe", n, 0)])
+        rows.append({"map": m, "workload": w, "n": n, "threads": t,
+                     "mops": s["median"], "mops_min": s["min"], "mops_max": s["max"],
+                     "runs": len(v), "bytes_per_entry": bpe})
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        wr.writeheader()
+        wr.writerows(rows)
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump({"maps": maps, "loads": loads, "threads": threads, "reps": a.reps,
+                   "hash": "murmur3 fmix64 for every map", "rows": rows}, f, indent=1)
+    print("%-10s %-11s %9s %3s %22s %9s" % ("map", "workload", "N", "T",
+                                            "Mops/s median (min-max)", "B/entry"))
+    for r in rows:
+        print("%-10s %-11s %9d %3d %8.2f (%5.2f-%5.2f) %9.1f" % (
+            r["map"], r["workload"], r["n"], r["threads"], r["mops"],
+            r["mops_min"], r["mops_max"], r["bytes_per_entry"]))
+    if a.charts:
+        charts(rows, maps, loads, threads, a.out)
+
+
+def charts(rows, maps, loads, threads, out):
+    """One PNG per workload and N (Mops/s against threads, a line per map,
+    min-max bars) and one bar chart of bytes per entry per N."""
+    for n in loads:
+        for w in ["load"] + WORKLOADS:
+            dat = os.path.join(out, "%s-%d.dat" % (w, n))
+            with open(dat, "w") as f:
+                for m in maps:
+                    f.write('"%s"\n' % m)
+                    for r in rows:
+                        if r["map"] == m and r["workload"] == w and r["n"] == n:
+                            f.write("%d %f %f %f\n" % (r["threads"], r["mops"],
+                                                       r["mops_min"], r["mops_max"]))
+                    f.write("\n\n")
+            png = os.path.join(out, "%s-%d.png" % (w, n))
+            plots = ", ".join(
+                "'%s' index %d using 1:2:3:4 with yerrorlines title '%s'" % (dat, i, m)
+                for i, m in enumerate(maps))
+            script = """set terminal pngcairo size 800,500 noenhanced
+set output '%s'
+set title '%s, N = %d loads (u32 -> u64)'
+set xlabel 'threads'
+set ylabel 'Mops/s (median, min-max)'
+set xtics 1
+set xrange [0.5:%d.5]
+set yrange [0:*]
+set key outside right
+set grid
+plot %s
+""" % (png, TITLES[w], n, max(threads), plots)
+            subprocess.run(["gnuplot"], input=script, text=True, check=True)
+            os.remove(dat)
+        dat = os.path.join(out, "bytes-%d.dat" % n)
+        with open(dat, "w") as f:
+            for m in maps:
+                v = [r["bytes_per_entry"] for r in rows if r["map"] == m and r["n"] == n]
+                if v:
+                    f.write('"%s" %f\n' % (m, v[0]))
+        script = """set terminal pngcairo size 800,450 noenhanced
+set output '%s'
+set title 'peak RSS per entry after loading N = %d keys (lower is better)'
+set ylabel 'bytes per entry'
+set style fill solid 0.6
+set boxwidth 0.6
+set yrange [0:*]
+set grid ytics
+unset key
+plot '%s' using 0:2:xtic(1) with boxes, '' using 0:2:(sprintf('%%.1f', $2)) with labels offset 0,0.8
+""" % (os.path.join(out, "bytes-per-entry-%d.png" % n), n, dat)
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+        os.remove(dat)
+
+
+if __name__ == "__main__":
+    main()
