@@ -43,6 +43,7 @@ struct opts {
 	const char *workloads[MAX_PHASES];
 	unsigned nworkloads;
 	unsigned threads, batch;
+	unsigned tlist[16], ntl; /* --threads 1,2,4: each, with --workloads */
 	bool contention, validate, json;
 	const char *hasher, *map;
 	cmap_hash_fn hash;
@@ -193,7 +194,8 @@ static void usage(FILE *f)
 	    "  --gets N        gets per thread in the run phase\n"
 	    "  --sets N        sets per thread in the run phase\n"
 	    "  --rems N        removes per thread in the run phase\n"
-	    "  --threads T     threads in the run phase (default 1)\n"
+	    "  --threads T     threads in the run phase (default 1); with\n"
+	    "                  --workloads a list (1,2,4) runs each in turn\n"
 	    "  --contention    every set in the run phase uses key 0\n"
 	    "  --workloads L   run these phases in turn on the loaded map:\n"
 	    "                  get,set,mix90,mix50,contention (per thread: "
@@ -282,8 +284,18 @@ static void parse(int argc, char **argv)
 			O.rems = num("--rems", optarg, UINT32_MAX);
 			break;
 		case THREADS:
-			O.threads =
-			    (unsigned)num("--threads", optarg, MAX_THREADS);
+			O.ntl = 0;
+			for (char *t = strtok(optarg, ","); t;
+			     t = strtok(NULL, ",")) {
+				if (O.ntl == 16) {
+					fprintf(stderr, "cmap-perf: at most 16 "
+							"thread counts\n");
+					exit(2);
+				}
+				O.tlist[O.ntl++] =
+				    (unsigned)num("--threads", t, MAX_THREADS);
+			}
+			O.threads = O.ntl ? O.tlist[0] : 0;
 			break;
 		case SEED:
 			O.seed = num("--seed", optarg, UINT64_MAX);
@@ -479,6 +491,7 @@ static bool validate(const char *phase)
 
 struct phase_res {
 	const char *name;
+	unsigned threads;
 	uint64_t ops;
 	double secs, mops, per_thread;
 };
@@ -536,7 +549,10 @@ static bool run_phase(const char *name, struct phase_res *pr)
 	}
 	free(w);
 	per_thread /= O.threads;
-	*pr = (struct phase_res){name, per * O.threads, secs,
+	*pr = (struct phase_res){name,
+				 O.threads,
+				 per * O.threads,
+				 secs,
 				 (double)(per * O.threads) / secs / 1e6,
 				 per_thread};
 	if (B->enter)
@@ -631,13 +647,17 @@ int main(int argc, char **argv)
 
 	/* Run: one phase from the counts given, or the named workloads one
 	 * after another on the same map (--workloads). */
-	struct phase_res res[MAX_PHASES];
+	static struct phase_res res[MAX_PHASES * 16];
 	unsigned nph = 0;
 	if (O.nworkloads) {
-		for (unsigned i = 0; i < O.nworkloads; i++) {
-			set_workload(O.workloads[i]);
-			if (!run_phase(O.workloads[i], &res[nph++]))
-				ok = false;
+		/* Every thread count in turn, on the same loaded map. */
+		for (unsigned ti = 0; ti < (O.ntl ? O.ntl : 1); ti++) {
+			O.threads = O.ntl ? O.tlist[ti] : O.threads;
+			for (unsigned i = 0; i < O.nworkloads; i++) {
+				set_workload(O.workloads[i]);
+				if (!run_phase(O.workloads[i], &res[nph++]))
+					ok = false;
+			}
 		}
 	} else if (O.gets + O.sets + O.rems) {
 		if (!run_phase("run", &res[nph++]))
@@ -647,7 +667,8 @@ int main(int argc, char **argv)
 	rss = peak_rss_bytes();
 	if (O.json) {
 		struct phase_res run =
-		    nph ? res[nph - 1] : (struct phase_res){"run", 0, 0, 0, 0};
+		    nph ? res[nph - 1]
+			: (struct phase_res){"run", 0, 0, 0, 0, 0};
 		printf("{\"load\":{\"ops\":%" PRIu64
 		       ",\"secs\":%.6f,\"mops\":%.4f},",
 		       O.loads, load_secs, load_mops);
@@ -656,11 +677,13 @@ int main(int argc, char **argv)
 		       "\"per_thread_mops\":%.4f},\"phases\":[",
 		       run.ops, run.secs, run.mops, run.per_thread);
 		for (unsigned i = 0; i < nph; i++)
-			printf("%s{\"name\":\"%s\",\"ops\":%" PRIu64
-			       ",\"secs\":%.6f,\"mops\":%.4f,"
-			       "\"per_thread_mops\":%.4f}",
-			       i ? "," : "", res[i].name, res[i].ops,
-			       res[i].secs, res[i].mops, res[i].per_thread);
+			printf(
+			    "%s{\"name\":\"%s\",\"threads\":%u,\"ops\":%" PRIu64
+			    ",\"secs\":%.6f,\"mops\":%.4f,"
+			    "\"per_thread_mops\":%.4f}",
+			    i ? "," : "", res[i].name, res[i].threads,
+			    res[i].ops, res[i].secs, res[i].mops,
+			    res[i].per_thread);
 		printf(
 		    "],\"len\":%zu,\"rss_bytes\":%ld,\"bytes_per_entry\":%.2f,"
 		    "\"load_bytes_per_entry\":%.2f,\"threads\":%u,"

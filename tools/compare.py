@@ -18,9 +18,12 @@ TITLES = {"load": "load (1 thread inserting)", "get": "get",
           "contention": "contention (all threads set one key)"}
 
 
-def run(perf, m, n, t, ops):
+def run(perf, m, n, threads, ops):
+    # One process loads once, then runs every workload at every thread
+    # count in turn on that map (the same sequence for every map).
     cmd = [perf, "--map", m, "--loads", str(n), "--ops", str(ops), "--threads",
-           str(t), "--workloads", ",".join(WORKLOADS), "--json"]
+           ",".join(str(t) for t in threads), "--workloads", ",".join(WORKLOADS),
+           "--json"]
     if m == "cmap":
         cmd += ["--hasher", "mix"]  # the peers' hash, for a like-for-like run
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -54,24 +57,23 @@ def main():
         maps = [m for m in a.maps.split(",") if m in maps]
     loads = [int(x) for x in a.loads.split(",")]
     threads = [int(x) for x in a.threads.split(",")]
-    total = len(loads) * len(maps) * len(threads) * a.reps
+    total = len(loads) * len(maps) * a.reps
     tty = sys.stderr.isatty()
     raw = {}  # (map, workload, n, t) -> [mops]; (map, 'bpe', n) -> [bytes]
     k = 0
     for n in loads:
         ops = a.ops or max(100000, n // 10)
         for m in maps:
-            for t in threads:
-                for _ in range(a.reps):
-                    k += 1
-                    if tty:
-                        sys.stderr.write("\r[%d/%d] %-10s N=%-9d T=%d " % (k, total, m, n, t))
-                        sys.stderr.flush()
-                    r = run(a.perf, m, n, t, ops)
-                    raw.setdefault((m, "load", n, 1), []).append(r["load"]["mops"])
-                    raw.setdefault((m, "bpe", n, 0), []).append(r["load_bytes_per_entry"])
-                    for ph in r["phases"]:
-                        raw.setdefault((m, ph["name"], n, t), []).append(ph["mops"])
+            for _ in range(a.reps):
+                k += 1
+                if tty:
+                    sys.stderr.write("\r[%d/%d] %-10s N=%-9d " % (k, total, m, n))
+                    sys.stderr.flush()
+                r = run(a.perf, m, n, threads, ops)
+                raw.setdefault((m, "load", n, 1), []).append(r["load"]["mops"])
+                raw.setdefault((m, "bpe", n, 0), []).append(r["load_bytes_per_entry"])
+                for ph in r["phases"]:
+                    raw.setdefault((m, ph["name"], n, ph["threads"]), []).append(ph["mops"])
     if tty:
         sys.stderr.write("\n")
     rows = []
