@@ -147,7 +147,10 @@ static void sys_free(cmap_t *m, void *p, size_t size)
 /* The map's record list.  Acquire: pairs with the release push in
  * claim_record, so a record found here is seen initialised.  Records are
  * never unlinked before cmap_free, so `next` is immutable. */
-static rec_t *first_rec(const cmap_t *m) { return ld_acquire(&m->recs); }
+static rec_t *first_rec(const cmap_t *m)
+{
+	return ld_acquire(&m->recs);
+}
 
 static rec_t *claim_record(cmap_t *m)
 {

@@ -38,6 +38,18 @@ static inline uint64_t rng_next(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
+/* The murmur3 64-bit finaliser: a bijection, for deriving values (and hash
+ * tables' slots) from keys. */
+static inline uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
 /* Iteration count n divided by CMAP_TEST_SCALE (default 1), at least 1. */
 static inline long scaled(long n)
 {

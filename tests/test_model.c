@@ -1,0 +1,476 @@
+/*
+ * Sequential model test.  Millions of random set/get/remove operations
+ * (with occasional cmap_get_with, old-value copy-out and, for
+ * variable-length values, too-small buffers) run against a reference map:
+ * a direct array indexed by key id that stores the version each value was
+ * derived from.  Every return code, every value and cmap_len after every
+ * operation are compared.
+ *
+ * Configurations: inline u32 -> u64 with the identity hasher (plain and
+ * clustered keys) and the default one, 16-byte keys -> 24-byte values,
+ * variable-length keys and values, and a constant hasher (every key
+ * collides) for both a fixed and a variable-length layout.  Each round
+ * grows the trie (insert-heavy), churns it (mixed), shrinks it
+ * (remove-heavy) and finally removes every remaining key, which must leave
+ * a bare root; rounds use key spaces of different sizes on the same map.
+ */
+#include <stdbool.h>
+#include <string.h>
+
+#include "cmap.h"
+#include "testutil.h"
+
+enum layout {
+	L_U32,	     /* 4-byte key = id, 8-byte value */
+	L_U32_SHIFT, /* 4-byte key = id << 11 (low bits all zero), 8 bytes */
+	L_WIDE,	     /* 16-byte key, 24-byte value */
+	L_VAR,	     /* 1..40-byte key, 0..64-byte value */
+};
+
+struct config {
+	const char *name;
+	enum layout layout;
+	cmap_hash_fn hash;
+	bool const_hash; /* every key has the same hash */
+	long ops;	 /* total random operations, before scaling */
+	int rounds;
+	uint32_t space[3]; /* key-space size per round */
+	double share[3];   /* share of ops per round */
+};
+
+static uint64_t const_hash(const void *key, size_t len, uint64_t seed)
+{
+	(void)key;
+	(void)len;
+	(void)seed;
+	return 42;
+}
+
+/* ---- keys and values derived from (id) and (id, version) ---------------- */
+
+static size_t key_of(enum layout l, uint32_t id, unsigned char *b)
+{
+	switch (l) {
+	case L_U32:
+		memcpy(b, &id, 4);
+		return 4;
+	case L_U32_SHIFT: {
+		uint32_t k = id << 11;
+		memcpy(b, &k, 4);
+		return 4;
+	}
+	case L_WIDE: {
+		uint64_t a = mix(id), z = id;
+		memcpy(b, &a, 8);
+		memcpy(b + 8, &z, 8);
+		return 16;
+	}
+	case L_VAR:
+	default: {
+		/* Length 1..40 but at least the bytes id needs; the first
+		 * min(len, 4) bytes hold id, so keys of one length differ. */
+		size_t need = id < 0x100       ? 1
+			      : id < 0x10000   ? 2
+			      : id < 0x1000000 ? 3
+					       : 4;
+		size_t n = need + (size_t)(mix(id + 1) % (41 - need));
+		for (size_t j = 0; j < n; j++)
+			b[j] = (unsigned char)('a' + (id + j) % 26);
+		for (size_t j = 0; j < n && j < 4; j++)
+			b[j] = (unsigned char)(id >> (8 * j));
+		return n;
+	}
+	}
+}
+
+static bool var_vals(enum layout l)
+{
+	return l == L_VAR;
+}
+
+static size_t val_of(enum layout l, uint32_t id, uint64_t ver, unsigned char *b)
+{
+	uint64_t x = mix(((uint64_t)id << 40) ^ ver);
+	if (l == L_U32 || l == L_U32_SHIFT) {
+		memcpy(b, &x, 8);
+		return 8;
+	}
+	size_t n = l == L_WIDE ? 24 : (size_t)(mix(x) % 65);
+	for (size_t j = 0; j < n; j++)
+		b[j] = (unsigned char)((x >> (8 * (j % 8))) ^ (j * 29));
+	return n;
+}
+
+/* ---- the model ------------------------------------------------------------
+ */
+
+struct model {
+	const struct config *c;
+	cmap_t *m;
+	uint32_t space;	    /* ids 0..space-1 in this round */
+	unsigned char *has; /* reference: present? */
+	uint64_t *ver;	    /* reference: version of the value */
+	size_t count;
+	uint64_t next_ver;
+	uint64_t rng;
+	long ops; /* operations so far (validation cadence) */
+	long stat_found, stat_erange;
+};
+
+#define VALIDATE_EVERY 50000
+
+static void check_validate(struct model *md)
+{
+	cmap_stats_t st;
+	memset(&st, 0, sizeof st);
+	CHECK_EQ(cmap_validate(md->m, &st), CMAP_OK);
+	CHECK_EQ(st.entries, md->count);
+	CHECK_EQ(st.entries, cmap_len(md->m));
+	CHECK(st.inner_nodes >= 1);
+	if (md->c->const_hash) /* all keys in the one bucket of hash 42 */
+		CHECK_EQ(st.buckets, md->count ? 1 : 0);
+	if (md->count == 0) {
+		CHECK_EQ(st.inner_nodes, 1);
+		CHECK_EQ(st.buckets, 0);
+	}
+}
+
+/* Every key of the space (and a few beyond) against the reference. */
+static void check_all(struct model *md)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], vb[64], want[64];
+	size_t n = 0;
+	for (uint32_t id = 0; id < md->space + 64; id++) {
+		size_t kl = key_of(l, id, kb), len = sizeof vb;
+		int rc = cmap_get(md->m, kb, kl, vb, var_vals(l) ? &len : NULL);
+		if (id < md->space && md->has[id]) {
+			CHECK_EQ(rc, CMAP_OK);
+			size_t wl = val_of(l, id, md->ver[id], want);
+			if (var_vals(l))
+				CHECK_EQ(len, wl);
+			CHECK(memcmp(vb, want, wl) == 0);
+			n++;
+		} else {
+			CHECK_EQ(rc, CMAP_NOT_FOUND);
+		}
+	}
+	CHECK_EQ(n, md->count);
+	CHECK_EQ(cmap_len(md->m), md->count);
+	check_validate(md);
+}
+
+/* Capacity for a variable-length copy-out: usually roomy, sometimes not. */
+static size_t pick_cap(struct model *md)
+{
+	uint64_t r = rng_next(&md->rng);
+	return r & 1 ? 64 : (size_t)((r >> 8) % 65);
+}
+
+static void op_set(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], vb[64], ob[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	uint64_t v = ++md->next_ver;
+	size_t vl = val_of(l, id, v, vb);
+	bool with_old = rng_next(&md->rng) % 4 == 0;
+	size_t cap = var_vals(l) ? pick_cap(md) : 0, olen = cap;
+	int rc = cmap_set(md->m, kb, kl, vb, vl, with_old ? ob : NULL,
+			  with_old && var_vals(l) ? &olen : NULL);
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_OK);
+		md->has[id] = 1;
+		md->ver[id] = v;
+		md->count++;
+		return;
+	}
+	size_t wl = val_of(l, id, md->ver[id], want);
+	if (with_old && var_vals(l) && wl > cap) {
+		/* Too small for the old value: nothing changed. */
+		CHECK_EQ(rc, CMAP_ERANGE);
+		CHECK_EQ(olen, wl);
+		md->stat_erange++;
+		size_t len = sizeof vb;
+		CHECK_EQ(cmap_get(md->m, kb, kl, vb, &len), CMAP_OK);
+		CHECK_EQ(len, wl);
+		CHECK(memcmp(vb, want, wl) == 0);
+		return;
+	}
+	CHECK_EQ(rc, CMAP_REPLACED);
+	if (with_old) {
+		if (var_vals(l))
+			CHECK_EQ(olen, wl);
+		CHECK(memcmp(ob, want, wl) == 0);
+	}
+	md->ver[id] = v;
+}
+
+struct visit {
+	int calls;
+	size_t klen, vlen;
+	unsigned char key[64], val[64];
+};
+
+static void visit_fn(const void *k, size_t kl, const void *v, size_t vl,
+		     void *ctx)
+{
+	struct visit *s = ctx;
+	s->calls++;
+	CHECK(kl <= sizeof s->key && vl <= sizeof s->val);
+	s->klen = kl;
+	s->vlen = vl;
+	memcpy(s->key, k, kl);
+	if (vl)
+		memcpy(s->val, v, vl);
+}
+
+static void op_get(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], vb[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	size_t wl = md->has[id] ? val_of(l, id, md->ver[id], want) : 0;
+	uint64_t r = rng_next(&md->rng);
+	if (r % 8 == 0) {
+		struct visit s;
+		s.calls = 0;
+		int rc = cmap_get_with(md->m, kb, kl, visit_fn, &s);
+		if (!md->has[id]) {
+			CHECK_EQ(rc, CMAP_NOT_FOUND);
+			CHECK_EQ(s.calls, 0);
+			return;
+		}
+		CHECK_EQ(rc, CMAP_OK);
+		CHECK_EQ(s.calls, 1);
+		CHECK_EQ(s.klen, kl);
+		CHECK(memcmp(s.key, kb, kl) == 0);
+		CHECK_EQ(s.vlen, wl);
+		CHECK(memcmp(s.val, want, wl) == 0);
+		md->stat_found++;
+		return;
+	}
+	size_t cap = var_vals(l) ? ((r >> 8) % 4 == 0 ? pick_cap(md) : 64) : 0;
+	size_t len = cap;
+	int rc = cmap_get(md->m, kb, kl, vb, var_vals(l) ? &len : NULL);
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_NOT_FOUND);
+		return;
+	}
+	if (var_vals(l) && wl > cap) {
+		CHECK_EQ(rc, CMAP_ERANGE);
+		CHECK_EQ(len, wl);
+		md->stat_erange++;
+		return;
+	}
+	CHECK_EQ(rc, CMAP_OK);
+	if (var_vals(l))
+		CHECK_EQ(len, wl);
+	CHECK(memcmp(vb, want, wl) == 0);
+	md->stat_found++;
+}
+
+static void op_remove(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], ob[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	bool with_old = rng_next(&md->rng) % 3 == 0;
+	size_t cap = var_vals(l) ? pick_cap(md) : 0, olen = cap;
+	int rc = cmap_remove(md->m, kb, kl, with_old ? ob : NULL,
+			     with_old && var_vals(l) ? &olen : NULL);
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_NOT_FOUND);
+		return;
+	}
+	size_t wl = val_of(l, id, md->ver[id], want);
+	if (with_old && var_vals(l) && wl > cap) {
+		CHECK_EQ(rc, CMAP_ERANGE);
+		CHECK_EQ(olen, wl);
+		md->stat_erange++;
+		CHECK_EQ(cmap_get(md->m, kb, kl, NULL, NULL), CMAP_OK);
+		return;
+	}
+	CHECK_EQ(rc, CMAP_OK);
+	if (with_old) {
+		if (var_vals(l))
+			CHECK_EQ(olen, wl);
+		CHECK(memcmp(ob, want, wl) == 0);
+	}
+	md->has[id] = 0;
+	md->count--;
+}
+
+/* One random operation with weights (percent) for set and remove; the
+ * rest are gets. */
+static void step(struct model *md, unsigned pset, unsigned prem)
+{
+	uint64_t r = rng_next(&md->rng);
+	uint32_t id = (uint32_t)((r >> 32) % md->space);
+	unsigned p = (unsigned)(r % 100);
+	if (p < pset)
+		op_set(md, id);
+	else if (p < pset + prem)
+		op_remove(md, id);
+	else
+		op_get(md, id);
+	CHECK_EQ(cmap_len(md->m), md->count);
+	if (++md->ops % VALIDATE_EVERY == 0)
+		check_validate(md);
+}
+
+/* Remove every remaining key, in an order unrelated to the ids: stepping
+ * by a prime larger than the space visits every id once. */
+static void remove_all(struct model *md)
+{
+	const uint64_t stride = 1000003;
+	uint32_t n = md->space, id = 0;
+	CHECK(n < stride);
+	for (uint32_t c = 0; c < n; c++) {
+		id = (uint32_t)((id + stride) % n);
+		if (md->has[id])
+			op_remove(md, id);
+		if (md->has[id]) { /* ERANGE: again without copy-out */
+			unsigned char kb[64];
+			size_t kl = key_of(md->c->layout, id, kb);
+			CHECK_EQ(cmap_remove(md->m, kb, kl, NULL, NULL),
+				 CMAP_OK);
+			md->has[id] = 0;
+			md->count--;
+		}
+		CHECK_EQ(cmap_len(md->m), md->count);
+		if (++md->ops % VALIDATE_EVERY == 0)
+			check_validate(md);
+	}
+	CHECK_EQ(md->count, 0);
+}
+
+static void run_config(const struct config *c, uint64_t seed)
+{
+	cmap_config_t cfg = {0};
+	bool var = c->layout == L_VAR;
+	cfg.key_size = var ? 0 : c->layout == L_WIDE ? 16 : 4;
+	cfg.val_size = var ? 0 : c->layout == L_WIDE ? 24 : 8;
+	cfg.hash = c->hash;
+	cfg.flags = CMAP_FIXED_SEED;
+	cfg.seed = seed ^ 0x5eed;
+
+	uint32_t maxspace = 0;
+	for (int r = 0; r < c->rounds; r++)
+		if (c->space[r] > maxspace)
+			maxspace = c->space[r];
+	struct model md;
+	memset(&md, 0, sizeof md);
+	md.c = c;
+	md.rng = seed;
+	md.has = calloc(maxspace, 1);
+	md.ver = calloc(maxspace, sizeof *md.ver);
+	CHECK(md.has && md.ver);
+	CHECK_EQ(cmap_new(&md.m, &cfg), CMAP_OK);
+	check_all(&md);
+
+	long total = 0;
+	size_t peak = 0;
+	unsigned max_depth = 0;
+	for (int r = 0; r < c->rounds; r++) {
+		long ops = (long)((double)scaled(c->ops) * c->share[r]);
+		if (ops < 10)
+			ops = 10;
+		md.space = c->space[r];
+		/* Phase 1: insert-heavy. */
+		for (long i = 0; i < ops * 4 / 10; i++)
+			step(&md, 70, 10);
+		check_all(&md);
+		cmap_stats_t st;
+		CHECK_EQ(cmap_validate(md.m, &st), CMAP_OK);
+		if (st.max_depth > max_depth)
+			max_depth = st.max_depth;
+		if (md.count > peak)
+			peak = md.count;
+		/* Phase 2: mixed. */
+		for (long i = 0; i < ops * 35 / 100; i++)
+			step(&md, 35, 30);
+		check_all(&md);
+		/* Phase 3: remove-heavy, then remove everything. */
+		for (long i = 0; i < ops / 4; i++)
+			step(&md, 10, 70);
+		check_all(&md);
+		remove_all(&md);
+		check_all(&md);
+		total += ops;
+	}
+	CHECK(md.stat_found > 0);
+	if (var)
+		CHECK(md.stat_erange > 0);
+	printf("  %-34s %8ld ops, peak %7zu entries, depth %u\n", c->name,
+	       total, peak, max_depth);
+	cmap_free(md.m);
+	free(md.has);
+	free(md.ver);
+}
+
+int main(void)
+{
+	static const struct config configs[] = {
+	    {"u32 -> u64, identity hash",
+	     L_U32,
+	     cmap_hash_u32,
+	     false,
+	     1000000,
+	     3,
+	     {500, 20000, 200000},
+	     {0.1, 0.3, 0.6}},
+	    {"u32 << 11 -> u64, identity hash",
+	     L_U32_SHIFT,
+	     cmap_hash_u32,
+	     false,
+	     300000,
+	     2,
+	     {2000, 100000, 0},
+	     {0.3, 0.7, 0}},
+	    {"u32 -> u64, xxh3",
+	     L_U32,
+	     NULL,
+	     false,
+	     1000000,
+	     3,
+	     {500, 20000, 200000},
+	     {0.1, 0.3, 0.6}},
+	    {"16 B -> 24 B, xxh3",
+	     L_WIDE,
+	     NULL,
+	     false,
+	     1000000,
+	     3,
+	     {1000, 30000, 150000},
+	     {0.1, 0.3, 0.6}},
+	    {"var -> var, xxh3",
+	     L_VAR,
+	     NULL,
+	     false,
+	     1000000,
+	     3,
+	     {300, 20000, 150000},
+	     {0.1, 0.3, 0.6}},
+	    {"u32 -> u64, constant hash",
+	     L_U32,
+	     const_hash,
+	     true,
+	     100000,
+	     2,
+	     {40, 300, 0},
+	     {0.3, 0.7, 0}},
+	    {"var -> var, constant hash",
+	     L_VAR,
+	     const_hash,
+	     true,
+	     100000,
+	     2,
+	     {40, 300, 0},
+	     {0.3, 0.7, 0}},
+	};
+	for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+		run_config(&configs[i], 1000 + i);
+	printf("test_model: ok\n");
+	return 0;
+}
