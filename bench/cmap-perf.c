@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ struct opts {
 	unsigned threads, batch;
 	unsigned tlist[16], ntl; /* --threads 1,2,4: each, with --workloads */
 	bool contention, validate, json;
+	bool progress; /* stderr is a terminal and not --no-progress */
 	const char *hasher, *map;
 	cmap_hash_fn hash;
 };
@@ -55,7 +57,14 @@ struct worker {
 	uint64_t ops, hits, acc;
 	double secs;
 	int error;
+	/* Operations done so far, for the progress line: the worker stores it
+	 * every PROGRESS_EVERY operations, the main thread reads it.  Relaxed:
+	 * a display value, ordered with nothing. */
+	_Atomic uint64_t done;
+	atomic_bool finished;
 };
+
+enum { PROGRESS_EVERY = 1 << 16 };
 
 static struct opts O;
 static cmap_t *M;		  /* the cmap under test (--map cmap) */
@@ -214,7 +223,9 @@ static void usage(FILE *f)
 	    "  --list          list the maps compiled into this binary\n"
 	    "  --seed S        RNG seed (default %#llx)\n"
 	    "  --validate      check cmap's invariants after each phase\n"
-	    "  --json          print a JSON summary as the last line\n",
+	    "  --json          print a JSON summary as the last line\n"
+	    "  --no-progress   no progress line on stderr (shown only when\n"
+	    "                  stderr is a terminal)\n",
 	    (unsigned long long)DEFAULT_SEED);
 }
 
@@ -244,7 +255,8 @@ static void parse(int argc, char **argv)
 		MAP,
 		LIST,
 		WORKLOADS,
-		OPS
+		OPS,
+		NO_PROGRESS
 	};
 	static const struct option lo[] = {{"loads", 1, 0, LOADS},
 					   {"gets", 1, 0, GETS},
@@ -262,12 +274,14 @@ static void parse(int argc, char **argv)
 					   {"list", 0, 0, LIST},
 					   {"workloads", 1, 0, WORKLOADS},
 					   {"ops", 1, 0, OPS},
+					   {"no-progress", 0, 0, NO_PROGRESS},
 					   {0, 0, 0, 0}};
 	O = (struct opts){.loads = 1000000,
 			  .threads = 1,
 			  .seed = DEFAULT_SEED,
 			  .hasher = "identity",
-			  .map = "cmap"};
+			  .map = "cmap",
+			  .progress = isatty(STDERR_FILENO)};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -308,6 +322,9 @@ static void parse(int argc, char **argv)
 			break;
 		case MAP:
 			O.map = optarg;
+			break;
+		case NO_PROGRESS:
+			O.progress = false;
 			break;
 		case OPS:
 			O.ops = num("--ops", optarg, UINT32_MAX);
@@ -393,6 +410,26 @@ static void parse(int argc, char **argv)
 	}
 }
 
+/* The run loop calls each map as a C program would: cmap directly (M is
+ * set only for --map cmap), a peer through its adapter (an indirect call;
+ * the C++ maps could not be called from C otherwise).  Measured: routing
+ * cmap's gets through the adapter too costs it 15-25 % on 1 thread, by
+ * lengthening each iteration and so overlapping fewer cache misses. */
+static inline int op_get(uint32_t k, uint64_t *v)
+{
+	return M ? cmap_get(M, &k, 4, v, NULL) == CMAP_OK : B->get(BM, k, v);
+}
+
+static inline int op_set(uint32_t k, uint64_t v)
+{
+	return M ? cmap_set(M, &k, 4, &v, 8, NULL, NULL) : B->set(BM, k, v);
+}
+
+static inline int op_remove(uint32_t k)
+{
+	return M ? cmap_remove(M, &k, 4, NULL, NULL) : B->remove(BM, k);
+}
+
 /* The run phase of one thread: a random interleaving of its counts. */
 static void *run_thread(void *arg)
 {
@@ -407,57 +444,70 @@ static void *run_thread(void *arg)
 		B->enter(BM);
 	pthread_barrier_wait(&start_line);
 	double t0 = now();
+	uint64_t todo = g + st + rm, stop = todo;
+	/* Bookkeeping (QSBR quiescent states, the progress counter) runs
+	 * between rounds of QUIESCE_EVERY operations, off the per-op path. */
 	while (g + st + rm) {
-		uint64_t r = rnd(&s);
-		uint64_t x = ((r >> 32) * (g + st + rm)) >> 32;
-		uint32_t k = pick(r, n);
-		if (B->quiesce && ++since_q == QUIESCE_EVERY) {
-			since_q = 0;
+		if (B->quiesce)
 			B->quiesce(BM);
-		}
-		if (x < g) {
-			if (O.batch > 1) {
-				/* Gets come in batches when --batch is set
-				 * (cmap only: checked in parse). */
-				unsigned b =
-				    g < O.batch ? (unsigned)g : O.batch;
-				keys[0] = k;
-				for (unsigned i = 1; i < b; i++)
-					keys[i] = pick(rnd(&s), n);
-				long h = cmap_get_batch(M, keys, b, vals, NULL);
-				if (h < 0) {
-					w->error = (int)h;
-					break;
+		if (O.progress &&
+		    ++since_q % (PROGRESS_EVERY / QUIESCE_EVERY) == 0)
+			atomic_store_explicit(&w->done, todo - (g + st + rm),
+					      memory_order_relaxed);
+		stop = stop > QUIESCE_EVERY ? stop - QUIESCE_EVERY : 0;
+		while (g + st + rm > stop) {
+			uint64_t r = rnd(&s);
+			uint64_t x = ((r >> 32) * (g + st + rm)) >> 32;
+			uint32_t k = pick(r, n);
+			if (x < g) {
+				if (O.batch > 1) {
+					/* Gets come in batches when --batch is
+					 * set (cmap only: checked in parse). */
+					unsigned b =
+					    g < O.batch ? (unsigned)g : O.batch;
+					keys[0] = k;
+					for (unsigned i = 1; i < b; i++)
+						keys[i] = pick(rnd(&s), n);
+					long h = cmap_get_batch(M, keys, b,
+								vals, NULL);
+					if (h < 0) {
+						w->error = (int)h;
+						goto out;
+					}
+					hits += (uint64_t)h;
+					acc ^= vals[0];
+					g -= b;
+					continue;
 				}
-				hits += (uint64_t)h;
-				acc ^= vals[0];
-				g -= b;
-				continue;
+				uint64_t v = 0;
+				hits += (uint64_t)op_get(k, &v);
+				acc ^= v;
+				g--;
+			} else if (x < g + st) {
+				uint64_t v = rnd(&s);
+				if (O.contention)
+					k = 0;
+				int rc = op_set(k, v);
+				if (rc < 0) {
+					w->error = rc;
+					goto out;
+				}
+				st--;
+			} else {
+				int rc = op_remove(k);
+				if (rc < 0) {
+					w->error = rc;
+					goto out;
+				}
+				rm--;
 			}
-			uint64_t v = 0;
-			hits += (uint64_t)B->get(BM, k, &v);
-			acc ^= v;
-			g--;
-		} else if (x < g + st) {
-			uint64_t v = rnd(&s);
-			if (O.contention)
-				k = 0;
-			int rc = B->set(BM, k, v);
-			if (rc < 0) {
-				w->error = rc;
-				break;
-			}
-			st--;
-		} else {
-			int rc = B->remove(BM, k);
-			if (rc < 0) {
-				w->error = rc;
-				break;
-			}
-			rm--;
 		}
 	}
+out:
 	w->secs = now() - t0;
+	/* Release: pairs with the acquire in progress_wait, which then joins;
+	 * only a hint to stop polling, the join is what orders the results. */
+	atomic_store_explicit(&w->finished, true, memory_order_release);
 	if (B->leave)
 		B->leave(BM);
 	w->ops = O.gets + O.sets + O.rems;
@@ -518,6 +568,41 @@ static void set_workload(const char *w)
 	}
 }
 
+/* The progress line: "\r<phase>: 42%" on stderr, at most 4 times a
+ * second, erased when the phase ends so that it never mixes with the
+ * results on stdout. */
+static void progress_show(const char *name, uint64_t done, uint64_t total)
+{
+	fprintf(stderr, "\r\033[K%s: %3.0f%% of %" PRIu64 " ops", name,
+		total ? 100.0 * (double)done / (double)total : 100.0, total);
+}
+
+static void progress_clear(void)
+{
+	fputs("\r\033[K", stderr);
+}
+
+/* The main thread, while the workers of a phase run: poll their counters. */
+static void progress_wait(const char *name, struct worker *w, uint64_t total)
+{
+	for (;;) {
+		uint64_t done = 0;
+		unsigned fin = 0;
+		for (unsigned i = 0; i < O.threads; i++) {
+			done += atomic_load_explicit(&w[i].done,
+						     memory_order_relaxed);
+			/* Acquire: pairs with the worker's release store. */
+			fin += atomic_load_explicit(&w[i].finished,
+						    memory_order_acquire);
+		}
+		if (fin == O.threads)
+			break;
+		progress_show(name, done, total);
+		nanosleep(&(struct timespec){0, 250 * 1000 * 1000}, NULL);
+	}
+	progress_clear();
+}
+
 static bool run_phase(const char *name, struct phase_res *pr)
 {
 	uint64_t per = O.gets + O.sets + O.rems, hits = 0, acc = 0;
@@ -536,6 +621,8 @@ static bool run_phase(const char *name, struct phase_res *pr)
 	}
 	pthread_barrier_wait(&start_line);
 	double t0 = now();
+	if (O.progress)
+		progress_wait(name, w, per * O.threads);
 	for (unsigned i = 0; i < O.threads; i++)
 		pthread_join(w[i].tid, NULL);
 	double secs = now() - t0;
@@ -597,8 +684,13 @@ int main(int argc, char **argv)
 	 * leaves in between, as an idle QSBR thread must. */
 	if (B->enter)
 		B->enter(BM);
-	double t0 = now();
+	double t0 = now(), shown = t0;
 	for (uint64_t i = 0; i < O.loads; i++) {
+		if (O.progress && (i & (PROGRESS_EVERY - 1)) == 0 && i &&
+		    now() - shown > 0.25) {
+			shown = now();
+			progress_show("load", i, O.loads);
+		}
 		uint32_t k = pick(rnd(&s), O.loads);
 		uint64_t v = rnd(&s);
 		rc = B->set(BM, k, v);
@@ -611,6 +703,8 @@ int main(int argc, char **argv)
 		}
 	}
 	double load_secs = now() - t0;
+	if (O.progress)
+		progress_clear();
 	size_t len = B->len(BM);
 	long rss = peak_rss_bytes();
 	double load_mops = (double)O.loads / load_secs / 1e6;
