@@ -55,7 +55,7 @@ struct worker {
 	pthread_t tid;
 	unsigned idx;
 	uint64_t ops, hits, acc;
-	double secs;
+	double t0, t1, secs; /* this worker's start and end; t1 - t0 */
 	int error;
 	/* Operations done so far, for the progress line: the worker stores it
 	 * every PROGRESS_EVERY operations, the main thread reads it.  Relaxed:
@@ -209,8 +209,7 @@ static void usage(FILE *f)
 	    "  --workloads L   run these phases in turn on the loaded map:\n"
 	    "                  get,set,mix90,mix50,contention (per thread: "
 	    "--ops\n"
-	    "                  gets; sets; 90/5/5; 50/25/25; ops/10 sets of "
-	    "one\n"
+	    "                  gets; sets; 90/5/5; 50/25/25; sets of one\n"
 	    "                  key); replaces --gets/--sets/--rems\n"
 	    "  --ops N         operations per thread per workload (default "
 	    "--loads)\n"
@@ -504,7 +503,9 @@ static void *run_thread(void *arg)
 		}
 	}
 out:
-	w->secs = now() - t0;
+	w->t0 = t0;
+	w->t1 = now();
+	w->secs = w->t1 - t0;
 	/* Release: pairs with the acquire in progress_wait, which then joins;
 	 * only a hint to stop polling, the join is what orders the results. */
 	atomic_store_explicit(&w->finished, true, memory_order_release);
@@ -563,7 +564,7 @@ static void set_workload(const char *w)
 		O.gets = n / 2;
 		O.sets = O.rems = n / 4;
 	} else if (!strcmp(w, "contention")) {
-		O.sets = n / 10;
+		O.sets = n;
 		O.contention = true;
 	}
 }
@@ -620,12 +621,20 @@ static bool run_phase(const char *name, struct phase_res *pr)
 		}
 	}
 	pthread_barrier_wait(&start_line);
-	double t0 = now();
 	if (O.progress)
 		progress_wait(name, w, per * O.threads);
 	for (unsigned i = 0; i < O.threads; i++)
 		pthread_join(w[i].tid, NULL);
-	double secs = now() - t0;
+	/* The phase lasts from the first worker's start to the last one's
+	 * end, as the workers saw it: the main thread's own clock could start
+	 * late (with as many workers as cores it may not run again until
+	 * they are done, which made short phases look near-instant). */
+	double first = w[0].t0, last = w[0].t1;
+	for (unsigned i = 1; i < O.threads; i++) {
+		first = w[i].t0 < first ? w[i].t0 : first;
+		last = w[i].t1 > last ? w[i].t1 : last;
+	}
+	double secs = last - first;
 	pthread_barrier_destroy(&start_line);
 	for (unsigned i = 0; i < O.threads; i++) {
 		if (w[i].error)
