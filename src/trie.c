@@ -100,6 +100,19 @@ static inline void copy_span(unsigned char *dst, const unsigned char *src,
 		dst[i] = src[i];
 }
 
+/* Copy a whole bucket (header included) of `size` bytes: 16-byte moves,
+ * then the tail.  Never reads past size: with allocator hooks a bucket is
+ * exactly that long. */
+static inline void copy_bucket(bucket_t *dst, const bucket_t *src, size_t size)
+{
+	unsigned char *d = (unsigned char *)dst;
+	const unsigned char *s = (const unsigned char *)src;
+	size_t i = 0;
+	for (; i + 16 <= size; i += 16)
+		memcpy(d + i, s + i, 16);
+	copy_span(d + i, s + i, size - i);
+}
+
 /* Copy a fixed-size item; the common sizes avoid a call to memcpy. */
 static inline void copy_item(void *dst, const void *src, size_t n)
 {
@@ -279,6 +292,19 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 			   const void *key, const void *val, bool drop)
 {
 	uint32_t n = b->n, nn = drop ? n - 1 : (at == n ? n + 1 : n);
+	if (nn == n) {
+		/* Replace: the same layout, so one straight copy (key padding
+		 * included, already zero), then the new entry over the old.
+		 * The key too: an equal key is not necessarily the same bytes,
+		 * and the old one goes to the key destructor. */
+		bucket_t *nb = cmap__alloc(m, r, b->size);
+		if (nb) {
+			copy_bucket(nb, b, b->size);
+			copy_item(bkey(m, nb, at), key, m->ks);
+			copy_item(bval(m, nb, at), val, m->vs);
+		}
+		return nb;
+	}
 	bucket_t *nb = bucket_alloc(m, r, nn);
 	if (!nb)
 		return NULL;
@@ -845,9 +871,11 @@ CMAP_API int cmap_get(cmap_t *m, const void *key, size_t klen, void *val,
 static inline void prefetch_next(uintptr_t v, uint64_t h, unsigned d)
 {
 	if (is_bucket(v)) {
-		/* Header and keys, then (usually) the value's line. */
+		/* Header and keys (up to 32 u32 keys: 136 bytes), then
+		 * (usually) the value's line. */
 		__builtin_prefetch(as_bucket(v));
 		__builtin_prefetch((char *)as_bucket(v) + 64);
+		__builtin_prefetch((char *)as_bucket(v) + 128);
 	} else if (v)
 		__builtin_prefetch(&as_inner(v)->slot[hidx(h, d)]);
 }
