@@ -72,19 +72,24 @@ def main():
                 r = run(a.perf, m, n, threads, ops)
                 raw.setdefault((m, "load", n, 1), []).append(r["load"]["mops"])
                 raw.setdefault((m, "bpe", n, 0), []).append(r["load_bytes_per_entry"])
+                raw.setdefault((m, "rss", n, 0), []).append(r["rss_bytes"] / 1048576.0)
                 for ph in r["phases"]:
                     raw.setdefault((m, ph["name"], n, ph["threads"]), []).append(ph["mops"])
     if tty:
         sys.stderr.write("\n")
     rows = []
     for (m, w, n, t), v in sorted(raw.items()):
-        if w == "bpe":
+        if w in ("bpe", "rss"):
             continue
         s = summary(v)
+        # Memory is the process's: peak RSS after the load (per distinct
+        # key) and at the end of all phases (the map's peak in MiB).
         bpe = statistics.median(raw[(m, "bpe", n, 0)])
+        rss = statistics.median(raw[(m, "rss", n, 0)])
         rows.append({"map": m, "workload": w, "n": n, "threads": t,
                      "mops": s["median"], "mops_min": s["min"], "mops_max": s["max"],
-                     "runs": len(v), "bytes_per_entry": bpe})
+                     "runs": len(v), "peak_rss_mib": round(rss, 1),
+                     "bytes_per_entry": bpe})
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
@@ -93,12 +98,13 @@ def main():
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump({"maps": maps, "loads": loads, "threads": threads, "reps": a.reps,
                    "hash": "murmur3 fmix64 for every map", "rows": rows}, f, indent=1)
-    print("%-10s %-11s %9s %3s %22s %9s" % ("map", "workload", "N", "T",
-                                            "Mops/s median (min-max)", "B/entry"))
+    print("%-10s %-11s %9s %3s %22s %9s %9s" % ("map", "workload", "N", "T",
+                                                "Mops/s median (min-max)",
+                                                "peak MiB", "B/entry"))
     for r in rows:
-        print("%-10s %-11s %9d %3d %8.2f (%5.2f-%5.2f) %9.1f" % (
+        print("%-10s %-11s %9d %3d %8.2f (%5.2f-%5.2f) %9.1f %9.1f" % (
             r["map"], r["workload"], r["n"], r["threads"], r["mops"],
-            r["mops_min"], r["mops_max"], r["bytes_per_entry"]))
+            r["mops_min"], r["mops_max"], r["peak_rss_mib"], r["bytes_per_entry"]))
     if a.charts:
         charts(rows, maps, loads, threads, a.out)
 
