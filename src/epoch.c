@@ -162,6 +162,7 @@ static rec_t *claim_record(cmap_t *m)
 	if (!r)
 		return NULL;
 	memset(r, 0, sizeof *r);
+	r->cur_bag = &r->bags[0]; /* tag 0: right for epoch 0, else switched */
 	r->next = ld_relaxed(&m->recs);
 	/* Release: scanners that find r (acquire) see it initialised. */
 	st_release(&m->recs, r);
@@ -307,23 +308,19 @@ static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) - n);
 }
 
-void cmap__retire(cmap_t *m, rec_t *r, void *p, void (*fn)(void *),
-		  uintptr_t aux)
+/* The retire slow path: the epoch moved since this thread last retired.
+ * The bag for the new epoch held items of epoch g - 3 or older (tags only
+ * grow, by coherence), whose grace period is over: free them first. */
+bag_t *cmap__bag_switch(cmap_t *m, rec_t *r, uint64_t g)
 {
-	/* seq_cst: ordered after the unlinking seq_cst CAS in the single total
-	 * order, so the tag is at least the epoch any reader of p announced
-	 * (header comment). */
-	uint64_t g = ld_seqcst(&m->epoch);
 	bag_t *b = &r->bags[g % 3];
 	if (b->epoch != g) {
-		/* Tags only grow (coherence), so this bag's tag is <= g - 3. */
 		if (b->n)
 			free_bag(m, r, b);
 		b->epoch = g;
 	}
-	b->items[b->n++] = (gitem_t){p, fn, aux};
-	st_relaxed(&r->pending, ld_relaxed(&r->pending) + 1);
-	r->since_collect++;
+	r->cur_bag = b;
+	return b;
 }
 
 /* One attempt to move E forward; returns the epoch now in force. */

@@ -165,11 +165,13 @@ static inline size_t align16(size_t n)
 
 /* ==== pool.c: node memory =============================================== */
 
-#define POOL_GRAN 16
-#define POOL_NCLASS                                                            \
-	128 /* classes 16, 32, ..., 2048 bytes: a full bucket of               \
-	     * 16-byte keys and 32-byte values fits */
-#define POOL_MAX (POOL_GRAN * POOL_NCLASS)
+/* Classes of 16, 32, ..., 2048 bytes: a full bucket of 16-byte keys and
+ * 32-byte values fits. */
+#define POOL_GRAN   16
+#define POOL_NCLASS 128
+#define POOL_MAX    (POOL_GRAN * POOL_NCLASS)
+/* A thread's list of one class longer than this spills to the depot. */
+#define POOL_LOCAL_MAX 1024
 
 typedef struct pool_local {
 	void *free[POOL_NCLASS];
@@ -187,9 +189,58 @@ typedef struct pool_shared {
 } pool_shared_t;
 
 struct rec;
-void *cmap__alloc(cmap_t *m, struct rec *r, size_t size);
-void cmap__dealloc(cmap_t *m, struct rec *r, void *p, size_t size);
+void *cmap__alloc_slow(cmap_t *m, struct rec *r, size_t size);
+void cmap__dealloc_slow(cmap_t *m, struct rec *r, void *p, size_t size);
 void cmap__pool_release_all(cmap_t *m);
+
+static inline unsigned pool_cls(size_t size)
+{
+	return (unsigned)((size - 1) / POOL_GRAN);
+}
+
+/* The allocation fast path (inline: a set allocates once or twice): pop
+ * the thread's own free list of the size class; everything else (hooks,
+ * depot, carving a chunk) is in pool.c. */
+static inline void *pool_alloc(cmap_t *m, pool_local_t *pl, struct rec *r,
+			       size_t size, bool pooled)
+{
+	if (pooled && size <= POOL_MAX) {
+		unsigned c = pool_cls(size);
+		void *p = pl->free[c];
+		if (p) {
+			pl->free[c] = *(void **)p;
+			pl->nfree[c]--;
+			/* The next pop reads the new head's link: fetch it
+			 * now, so the free list costs no dependent miss. */
+			if (pl->free[c])
+				__builtin_prefetch(pl->free[c], 1);
+			UNPOISON(p, (size_t)(c + 1) * POOL_GRAN);
+			return p;
+		}
+	}
+	return cmap__alloc_slow(m, r, size);
+}
+
+/* The free fast path: push on the thread's own list unless it is long. */
+static inline void pool_dealloc(cmap_t *m, pool_local_t *pl, struct rec *r,
+				void *p, size_t size, bool pooled)
+{
+	if (p && pooled && size <= POOL_MAX) {
+		unsigned c = pool_cls(size);
+		if (pl->nfree[c] < POOL_LOCAL_MAX) {
+			/* Two link words stay unpoisoned (the depot uses the
+			 * second). */
+			*(void **)p = pl->free[c];
+			POISON((char *)p + 2 * sizeof(void *),
+			       (size_t)(c + 1) * POOL_GRAN -
+				   2 * sizeof(void *));
+			pl->free[c] = p;
+			pl->nfree[c]++;
+			return;
+		}
+	}
+	cmap__dealloc_slow(m, r, p, size);
+}
 
 /* ==== epoch.c: threads and reclamation ================================== */
 
@@ -234,6 +285,7 @@ typedef struct rec {
 	unsigned in_reclaim; /* running destructors: no retiring now */
 	unsigned since_collect; /* retirements since the last collect */
 	_Alignas(CACHELINE) bag_t bags[3];
+	bag_t *cur_bag; /* bags[epoch % 3] for the last epoch retired in */
 	pool_local_t pool;
 	/* Ownership, protected by the process-wide registry lock. */
 	struct tctx *owner;
@@ -244,8 +296,7 @@ typedef struct rec {
 rec_t *cmap__join(cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);
-void cmap__retire(cmap_t *m, rec_t *r, void *p, void (*fn)(void *),
-		  uintptr_t aux);
+bag_t *cmap__bag_switch(cmap_t *m, rec_t *r, uint64_t g);
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
 
 /* Make room for k retirements in every bag before an operation, so that
@@ -280,6 +331,41 @@ struct cmap {
 	pool_shared_t pool;
 	cmap_config_t cfg;
 };
+
+/* Node memory for thread record r (NULL: no record, e.g. in cmap_new or
+ * cmap_free, which go to the hooks or release chunks wholesale). */
+static inline void *cmap__alloc(cmap_t *m, rec_t *r, size_t size)
+{
+	return pool_alloc(m, r ? &r->pool : NULL, r, size,
+			  r && !(m->flags & CMAP_NO_POOL));
+}
+
+static inline void cmap__dealloc(cmap_t *m, rec_t *r, void *p, size_t size)
+{
+	pool_dealloc(m, r ? &r->pool : NULL, r, p, size,
+		     r && !(m->flags & CMAP_NO_POOL));
+}
+
+/*
+ * Retire p: it is unlinked from the trie, and is freed (or fn(p) runs)
+ * once every thread has left the operations that could have read it.
+ * Room was reserved before the operation (cmap__reserve), so this cannot
+ * fail.  Inline: every update retires one object.
+ */
+static inline void cmap__retire(cmap_t *m, rec_t *r, void *p,
+				void (*fn)(void *), uintptr_t aux)
+{
+	/* seq_cst: ordered after the unlinking seq_cst CAS in the single
+	 * total order, so the tag is at least the epoch any reader of p
+	 * announced (epoch.c, header comment). */
+	uint64_t g = ld_seqcst(&m->epoch);
+	bag_t *b = r->cur_bag;
+	if (unlikely(b->epoch != g))
+		b = cmap__bag_switch(m, r, g);
+	b->items[b->n++] = (gitem_t){p, fn, aux};
+	st_relaxed(&r->pending, ld_relaxed(&r->pending) + 1);
+	r->since_collect++;
+}
 
 /* Free callbacks used by reclamation (trie.c). */
 void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g);

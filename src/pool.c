@@ -8,7 +8,7 @@
  * Why per-thread lists are enough: a block is freed by the thread that
  * retired it, after its grace period, into that thread's own list.  When
  * one thread frees much more than it allocates (a remover next to an
- * inserter), its list of a class grows past LOCAL_MAX and it hands a batch
+ * inserter), its list of a class grows past POOL_LOCAL_MAX and it hands a batch
  * of BATCH blocks to the map's depot for that class, a lock-free stack of
  * batches.  Popping takes the whole stack with one exchange (so there is no
  * ABA problem), keeps one batch and pushes the rest back.
@@ -27,7 +27,6 @@
 #define CHUNK_MIN ((size_t)64 << 10)
 #define CHUNK_MAX ((size_t)2 << 20)
 #define CHUNK_HDR 64
-#define LOCAL_MAX 1024
 #define BATCH	  256
 
 struct chunk {
@@ -37,7 +36,7 @@ struct chunk {
 
 static unsigned cls_of(size_t size)
 {
-	return (unsigned)((size - 1) / POOL_GRAN);
+	return pool_cls(size);
 }
 static size_t cls_size(unsigned c)
 {
@@ -114,38 +113,36 @@ static void *depot_pop(cmap_t *m, unsigned c)
 	return all;
 }
 
-void *cmap__alloc(cmap_t *m, rec_t *r, size_t size)
+/* Everything pool_alloc (internal.h) does not do inline: objects for the
+ * hooks, and a class whose local list is empty (depot, then a chunk). */
+void *cmap__alloc_slow(cmap_t *m, rec_t *r, size_t size)
 {
 	if (size > POOL_MAX || (m->flags & CMAP_NO_POOL) || !r)
 		return hook_alloc(m, size, 16);
 	unsigned c = cls_of(size);
 	size_t sz = cls_size(c);
 	pool_local_t *pl = &r->pool;
-	void *p = pl->free[c];
-	if (!p && (p = depot_pop(m, c))) {
-		pl->free[c] = p;
-		pl->nfree[c] = BATCH;
+	if (!pl->free[c]) {
+		void *batch = depot_pop(m, c);
+		if (batch) {
+			pl->free[c] = batch;
+			pl->nfree[c] = BATCH;
+		}
 	}
-	if (p) {
-		pl->free[c] = *link0(p);
-		pl->nfree[c]--;
-		/* The next pop reads the new head's link: fetch it now, so
-		 * that the free list costs no dependent cache miss. */
-		if (pl->free[c])
-			__builtin_prefetch(pl->free[c], 1);
-		UNPOISON(p, sz);
-		return p;
-	}
+	if (pl->free[c])
+		return pool_alloc(m, pl, r, size, true);
 	if ((size_t)(pl->bump_end - pl->bump) < sz && !new_chunk(m, pl))
 		return NULL;
-	p = pl->bump;
+	void *p = pl->bump;
 	pl->bump += sz;
 	UNPOISON(p, sz);
 	return p;
 }
 
-/* r == NULL only from cmap_free, which releases the chunks wholesale. */
-void cmap__dealloc(cmap_t *m, rec_t *r, void *p, size_t size)
+/* Everything pool_dealloc does not do inline: objects of the hooks, and
+ * a local list that grew past POOL_LOCAL_MAX.  r == NULL only from
+ * cmap_free, which releases the chunks wholesale. */
+void cmap__dealloc_slow(cmap_t *m, rec_t *r, void *p, size_t size)
 {
 	if (!p)
 		return;
@@ -161,7 +158,7 @@ void cmap__dealloc(cmap_t *m, rec_t *r, void *p, size_t size)
 	POISON((char *)p + 2 * sizeof(void *),
 	       cls_size(c) - 2 * sizeof(void *));
 	pl->free[c] = p;
-	if (++pl->nfree[c] <= LOCAL_MAX)
+	if (++pl->nfree[c] <= POOL_LOCAL_MAX)
 		return;
 	/* Spill the first BATCH blocks as one batch. */
 	void *last = p;
