@@ -66,8 +66,9 @@ check-loop:
 	$(MAKE) tsan TSAN_REPEAT=$(or $(LOOPS),1000)
 
 # cmap against its peers (liburcu, libcuckoo, oneTBB, libcds, a striped
-# baseline): tables, CSV/JSON and PNG charts in docs/perf/.  About 10
-# minutes on 2 cores; FULL=1 for bigger machines (5 reps, 10x the ops).
+# baseline): tables, CSV/JSON and PNG charts in docs/perf/.  About 9.5
+# minutes on 2 cores (measured); FULL=1 for bigger machines (5 reps, 10 M
+# ops per phase).
 compare:
 	bash tools/install-peers.sh
 	rm -rf build/release/CMakeCache.txt
