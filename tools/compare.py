@@ -6,7 +6,8 @@ configuration in --reps separate processes, one at a time.  Writes
 results.csv and results.json (medians with min and max) to --out, prints a
 table, and with --charts renders PNG charts with gnuplot.
 
-usage: tools/compare.py [--reps 3] [--loads 1000000,10000000] [--threads 1,2]
+usage: tools/compare.py [--reps 3] [--loads 1000000,10000000]
+                        [--threads 1,2 | --max-threads N]
                         [--maps cmap,tbb,...] [--out docs/perf] [--charts]
 """
 import argparse, csv, json, os, statistics, subprocess, sys
@@ -42,8 +43,10 @@ def main():
     ap.add_argument("--perf", default="build/release/cmap-perf")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--loads", default="1000000,10000000")
-    ap.add_argument("--threads", default=",".join(
-        str(i) for i in range(1, (os.cpu_count() or 2) + 1)))
+    ap.add_argument("--threads", default="",
+                    help="thread counts, e.g. 1,2,4 (default 1..--max-threads)")
+    ap.add_argument("--max-threads", type=int, default=os.cpu_count() or 2,
+                    help="with no --threads: 1, 2, ... up to this (default: CPUs)")
     ap.add_argument("--ops", type=int, default=0,
                     help="ops per thread per workload (default: N/10, at least 100000)")
     ap.add_argument("--maps", default="")
@@ -56,7 +59,8 @@ def main():
     if a.maps:
         maps = [m for m in a.maps.split(",") if m in maps]
     loads = [int(x) for x in a.loads.split(",")]
-    threads = [int(x) for x in a.threads.split(",")]
+    threads = ([int(x) for x in a.threads.split(",")] if a.threads
+               else list(range(1, a.max_threads + 1)))
     total = len(loads) * len(maps) * a.reps
     tty = sys.stderr.isatty()
     raw = {}  # (map, workload, n, t) -> [mops]; (map, 'bpe', n) -> [bytes]
