@@ -298,10 +298,20 @@ static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
 	/* Items may run user destructors; they must not retire into this bag
 	 * (write operations refuse to run while in_reclaim is set). */
 	r->in_reclaim++;
+	/* Without destructors a retired bucket is only memory: free it here
+	 * (the common item: one per update) rather than through the generic
+	 * callback. */
+	bool plain = !m->cfg.key_dtor && !m->cfg.val_dtor;
 	for (size_t i = 0; i < n; i++) {
+		gitem_t *g = &b->items[i];
 		if (i + 8 < n)
 			__builtin_prefetch(b->items[i + 8].p, 1);
-		cmap__reclaim_item(m, r, &b->items[i]);
+		if (plain && (g->aux & G_KIND) == G_BUCKET) {
+			bucket_t *bk = g->p;
+			cmap__dealloc(m, r, bk, bk->size);
+		} else {
+			cmap__reclaim_item(m, r, g);
+		}
 	}
 	r->in_reclaim--;
 	b->n = 0;
