@@ -162,7 +162,6 @@ static rec_t *claim_record(cmap_t *m)
 	if (!r)
 		return NULL;
 	memset(r, 0, sizeof *r);
-	r->cur_bag = &r->bags[0]; /* tag 0: right for epoch 0, else switched */
 	r->next = ld_relaxed(&m->recs);
 	/* Release: scanners that find r (acquire) see it initialised. */
 	st_release(&m->recs, r);
@@ -298,39 +297,24 @@ static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
 	/* Items may run user destructors; they must not retire into this bag
 	 * (write operations refuse to run while in_reclaim is set). */
 	r->in_reclaim++;
-	/* Without destructors a retired bucket is only memory: free it here
-	 * (the common item: one per update) rather than through the generic
-	 * callback. */
-	bool plain = !m->cfg.key_dtor && !m->cfg.val_dtor;
 	for (size_t i = 0; i < n; i++) {
-		gitem_t *g = &b->items[i];
 		if (i + 8 < n)
 			__builtin_prefetch(b->items[i + 8].p, 1);
-		if (plain && (g->aux & G_KIND) == G_BUCKET) {
-			bucket_t *bk = g->p;
-			cmap__dealloc(m, r, bk, bk->size);
-		} else {
-			cmap__reclaim_item(m, r, g);
-		}
+		cmap__reclaim_item(m, r, &b->items[i]);
 	}
 	r->in_reclaim--;
 	b->n = 0;
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) - n);
 }
 
-/* The retire slow path: the epoch moved since this thread last retired.
- * The bag for the new epoch held items of epoch g - 3 or older (tags only
- * grow, by coherence), whose grace period is over: free them first. */
-bag_t *cmap__bag_switch(cmap_t *m, rec_t *r, uint64_t g)
+/* The retire slow path: bag b is to take epoch g's items but holds those
+ * of epoch g - 3 or older (tags only grow, by coherence), whose grace
+ * period is over: free them first. */
+void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g)
 {
-	bag_t *b = &r->bags[g % 3];
-	if (b->epoch != g) {
-		if (b->n)
-			free_bag(m, r, b);
-		b->epoch = g;
-	}
-	r->cur_bag = b;
-	return b;
+	if (b->n)
+		free_bag(m, r, b);
+	b->epoch = g;
 }
 
 /* One attempt to move E forward; returns the epoch now in force. */

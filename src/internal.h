@@ -197,6 +197,10 @@ static inline unsigned pool_cls(size_t size)
 {
 	return (unsigned)((size - 1) / POOL_GRAN);
 }
+static inline size_t pool_cls_size(unsigned c)
+{
+	return (size_t)(c + 1) * POOL_GRAN;
+}
 
 /* The allocation fast path (inline: a set allocates once or twice): pop
  * the thread's own free list of the size class; everything else (hooks,
@@ -214,7 +218,7 @@ static inline void *pool_alloc(cmap_t *m, pool_local_t *pl, struct rec *r,
 			 * now, so the free list costs no dependent miss. */
 			if (pl->free[c])
 				__builtin_prefetch(pl->free[c], 1);
-			UNPOISON(p, (size_t)(c + 1) * POOL_GRAN);
+			UNPOISON(p, pool_cls_size(c));
 			return p;
 		}
 	}
@@ -232,8 +236,7 @@ static inline void pool_dealloc(cmap_t *m, pool_local_t *pl, struct rec *r,
 			 * second). */
 			*(void **)p = pl->free[c];
 			POISON((char *)p + 2 * sizeof(void *),
-			       (size_t)(c + 1) * POOL_GRAN -
-				   2 * sizeof(void *));
+			       pool_cls_size(c) - 2 * sizeof(void *));
 			pl->free[c] = p;
 			pl->nfree[c]++;
 			return;
@@ -285,7 +288,6 @@ typedef struct rec {
 	unsigned in_reclaim; /* running destructors: no retiring now */
 	unsigned since_collect; /* retirements since the last collect */
 	_Alignas(CACHELINE) bag_t bags[3];
-	bag_t *cur_bag; /* bags[epoch % 3] for the last epoch retired in */
 	pool_local_t pool;
 	/* Ownership, protected by the process-wide registry lock. */
 	struct tctx *owner;
@@ -296,7 +298,7 @@ typedef struct rec {
 rec_t *cmap__join(cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);
-bag_t *cmap__bag_switch(cmap_t *m, rec_t *r, uint64_t g);
+void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g);
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
 
 /* Make room for k retirements in every bag before an operation, so that
@@ -359,16 +361,14 @@ static inline void cmap__retire(cmap_t *m, rec_t *r, void *p,
 	 * total order, so the tag is at least the epoch any reader of p
 	 * announced (epoch.c, header comment). */
 	uint64_t g = ld_seqcst(&m->epoch);
-	bag_t *b = r->cur_bag;
+	bag_t *b = &r->bags[g % 3];
 	if (unlikely(b->epoch != g))
-		b = cmap__bag_switch(m, r, g);
+		cmap__bag_renew(m, r, b, g);
 	b->items[b->n++] = (gitem_t){p, fn, aux};
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) + 1);
 	r->since_collect++;
 }
 
-/* Free callbacks used by reclamation (trie.c). */
-void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g);
 size_t cmap__bucket_bytes(const cmap_t *m, uint32_t n);
 size_t cmap__blob_bytes(uint32_t klen, uint32_t vlen);
 
@@ -388,6 +388,45 @@ static inline vent_t *bvent(bucket_t *b, uint32_t i)
 static inline unsigned char *blob_val(blob_t *bl)
 {
 	return bl->data + align8(bl->klen);
+}
+
+/*
+ * Free one expired garbage item, running the destructors its entry is owed
+ * first.  Inline (epoch.c's reclamation loop is its only caller): one item
+ * per update passes through here, and without destructors configured the
+ * branches reduce to a free-list push.
+ */
+static inline void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g)
+{
+	uintptr_t a = g->aux;
+	const cmap_config_t *c = &m->cfg;
+	switch (a & G_KIND) {
+	case G_USER:
+		g->fn(g->p);
+		break;
+	case G_INNER:
+		cmap__dealloc(m, r, g->p, sizeof(inner_t));
+		break;
+	case G_BUCKET: {
+		bucket_t *b = g->p;
+		uint32_t i = (uint32_t)(a >> 4);
+		if ((a & G_DKEY) && c->key_dtor)
+			c->key_dtor(bkey(m, b, i), m->ks, c->dtor_ctx);
+		if ((a & G_DVAL) && c->val_dtor)
+			c->val_dtor(bval(m, b, i), m->vs, c->dtor_ctx);
+		cmap__dealloc(m, r, b, b->size);
+		break;
+	}
+	case G_BLOB: {
+		blob_t *bl = g->p;
+		if ((a & G_DKEY) && c->key_dtor)
+			c->key_dtor(bl->data, bl->klen, c->dtor_ctx);
+		if ((a & G_DVAL) && c->val_dtor)
+			c->val_dtor(blob_val(bl), bl->vlen, c->dtor_ctx);
+		cmap__dealloc(m, r, bl, cmap__blob_bytes(bl->klen, bl->vlen));
+		break;
+	}
+	}
 }
 
 /* ==== epoch.c: the hot path, inline ==================================== */

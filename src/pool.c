@@ -34,15 +34,6 @@ struct chunk {
 	size_t size;
 };
 
-static unsigned cls_of(size_t size)
-{
-	return pool_cls(size);
-}
-static size_t cls_size(unsigned c)
-{
-	return (size_t)(c + 1) * POOL_GRAN;
-}
-
 static void **link0(void *p)
 {
 	return (void **)p;
@@ -119,8 +110,8 @@ void *cmap__alloc_slow(cmap_t *m, rec_t *r, size_t size)
 {
 	if (size > POOL_MAX || (m->flags & CMAP_NO_POOL) || !r)
 		return hook_alloc(m, size, 16);
-	unsigned c = cls_of(size);
-	size_t sz = cls_size(c);
+	unsigned c = pool_cls(size);
+	size_t sz = pool_cls_size(c);
 	pool_local_t *pl = &r->pool;
 	if (!pl->free[c]) {
 		void *batch = depot_pop(m, c);
@@ -152,11 +143,11 @@ void cmap__dealloc_slow(cmap_t *m, rec_t *r, void *p, size_t size)
 	}
 	if (!r)
 		return;
-	unsigned c = cls_of(size);
+	unsigned c = pool_cls(size);
 	pool_local_t *pl = &r->pool;
 	*link0(p) = pl->free[c];
 	POISON((char *)p + 2 * sizeof(void *),
-	       cls_size(c) - 2 * sizeof(void *));
+	       pool_cls_size(c) - 2 * sizeof(void *));
 	pl->free[c] = p;
 	if (++pl->nfree[c] <= POOL_LOCAL_MAX)
 		return;

@@ -1016,42 +1016,6 @@ CMAP_API int cmap_remove(cmap_t *m, const void *key, size_t klen, void *old,
 	return rc;
 }
 
-/* ---- reclamation callbacks
- * --------------------------------------------------- */
-
-void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g)
-{
-	uintptr_t a = g->aux;
-	const cmap_config_t *c = &m->cfg;
-	switch (a & G_KIND) {
-	case G_USER:
-		g->fn(g->p);
-		break;
-	case G_INNER:
-		cmap__dealloc(m, r, g->p, sizeof(inner_t));
-		break;
-	case G_BUCKET: {
-		bucket_t *b = g->p;
-		uint32_t i = (uint32_t)(a >> 4);
-		if ((a & G_DKEY) && c->key_dtor)
-			c->key_dtor(bkey(m, b, i), m->ks, c->dtor_ctx);
-		if ((a & G_DVAL) && c->val_dtor)
-			c->val_dtor(bval(m, b, i), m->vs, c->dtor_ctx);
-		bucket_dealloc(m, r, b);
-		break;
-	}
-	case G_BLOB: {
-		blob_t *bl = g->p;
-		if ((a & G_DKEY) && c->key_dtor)
-			c->key_dtor(bl->data, bl->klen, c->dtor_ctx);
-		if ((a & G_DVAL) && c->val_dtor)
-			c->val_dtor(blob_val(bl), bl->vlen, c->dtor_ctx);
-		blob_dealloc(m, r, bl);
-		break;
-	}
-	}
-}
-
 /* ---- creation and destruction
  * ------------------------------------------------- */
 
