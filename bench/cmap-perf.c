@@ -55,15 +55,19 @@ struct worker {
 	pthread_t tid;
 	unsigned idx;
 	uint64_t ops, hits, acc;
-	double t0, t1, secs; /* this worker's start and end; t1 - t0 */
+	double t0, t1; /* this worker's start and end */
 	int error;
-	/* Operations done so far, for the progress line: the worker stores it
-	 * every PROGRESS_EVERY operations, the main thread reads it.  Relaxed:
-	 * a display value, ordered with nothing. */
-	_Atomic uint64_t done;
-	atomic_bool finished;
+	/* Operations done so far, for the progress line: stored every
+	 * QUIESCE_EVERY iterations and, whatever happened, as the full count
+	 * at the end, which tells the polling main thread the worker is done.
+	 * Relaxed: a display value and a hint to stop polling; the join is
+	 * what orders the results.  A line of its own: it is stored every
+	 * QUIESCE_EVERY iterations while the neighbour worker runs. */
+	_Alignas(64) _Atomic uint64_t done;
 };
 
+/* The load (on the main thread) looks at the clock for the progress line
+ * every this many inserts. */
 enum { PROGRESS_EVERY = 1 << 16 };
 
 static struct opts O;
@@ -438,77 +442,63 @@ static void *run_thread(void *arg)
 	uint64_t hits = 0, acc = 0;
 	uint32_t keys[BATCH_MAX];
 	uint64_t vals[BATCH_MAX];
-	unsigned since_q = 0;
+	unsigned until_round = 1;
 	if (B->enter)
 		B->enter(BM);
 	pthread_barrier_wait(&start_line);
 	double t0 = now();
-	uint64_t todo = g + st + rm, stop = todo;
-	/* Bookkeeping (QSBR quiescent states, the progress counter) runs
-	 * between rounds of QUIESCE_EVERY operations, off the per-op path. */
+	uint64_t todo = g + st + rm;
 	while (g + st + rm) {
-		if (B->quiesce)
-			B->quiesce(BM);
-		if (O.progress &&
-		    ++since_q % (PROGRESS_EVERY / QUIESCE_EVERY) == 0)
-			atomic_store_explicit(&w->done, todo - (g + st + rm),
-					      memory_order_relaxed);
-		stop = stop > QUIESCE_EVERY ? stop - QUIESCE_EVERY : 0;
-		while (g + st + rm > stop) {
-			uint64_t r = rnd(&s);
-			uint64_t x = ((r >> 32) * (g + st + rm)) >> 32;
-			uint32_t k = pick(r, n);
-			if (x < g) {
-				if (O.batch > 1) {
-					/* Gets come in batches when --batch is
-					 * set (cmap only: checked in parse). */
-					unsigned b =
-					    g < O.batch ? (unsigned)g : O.batch;
-					keys[0] = k;
-					for (unsigned i = 1; i < b; i++)
-						keys[i] = pick(rnd(&s), n);
-					long h = cmap_get_batch(M, keys, b,
-								vals, NULL);
-					if (h < 0) {
-						w->error = (int)h;
-						goto out;
-					}
-					hits += (uint64_t)h;
-					acc ^= vals[0];
-					g -= b;
-					continue;
-				}
-				uint64_t v = 0;
-				hits += (uint64_t)op_get(k, &v);
-				acc ^= v;
-				g--;
-			} else if (x < g + st) {
-				uint64_t v = rnd(&s);
-				if (O.contention)
-					k = 0;
-				int rc = op_set(k, v);
-				if (rc < 0) {
-					w->error = rc;
-					goto out;
-				}
-				st--;
+		/* Every QUIESCE_EVERY iterations: a QSBR quiescent state and
+		 * the progress counter, off the per-operation path. */
+		if (--until_round == 0) {
+			until_round = QUIESCE_EVERY;
+			if (B->quiesce)
+				B->quiesce(BM);
+			if (O.progress)
+				atomic_store_explicit(&w->done,
+						      todo - (g + st + rm),
+						      memory_order_relaxed);
+		}
+		uint64_t r = rnd(&s);
+		uint64_t x = ((r >> 32) * (g + st + rm)) >> 32;
+		uint32_t k = pick(r, n);
+		int rc = 0;
+		if (x < g && O.batch > 1) {
+			/* Gets come in batches when --batch is set (cmap only:
+			 * checked in parse). */
+			unsigned b = g < O.batch ? (unsigned)g : O.batch;
+			keys[0] = k;
+			for (unsigned i = 1; i < b; i++)
+				keys[i] = pick(rnd(&s), n);
+			long h = cmap_get_batch(M, keys, b, vals, NULL);
+			if (h < 0) {
+				rc = (int)h;
 			} else {
-				int rc = op_remove(k);
-				if (rc < 0) {
-					w->error = rc;
-					goto out;
-				}
-				rm--;
+				hits += (uint64_t)h;
+				acc ^= vals[0];
 			}
+			g -= b;
+		} else if (x < g) {
+			uint64_t v = 0;
+			hits += (uint64_t)op_get(k, &v);
+			acc ^= v;
+			g--;
+		} else if (x < g + st) {
+			rc = op_set(O.contention ? 0 : k, rnd(&s));
+			st--;
+		} else {
+			rc = op_remove(k);
+			rm--;
+		}
+		if (rc < 0) {
+			w->error = rc;
+			break;
 		}
 	}
-out:
 	w->t0 = t0;
 	w->t1 = now();
-	w->secs = w->t1 - t0;
-	/* Release: pairs with the acquire in progress_wait, which then joins;
-	 * only a hint to stop polling, the join is what orders the results. */
-	atomic_store_explicit(&w->finished, true, memory_order_release);
+	atomic_store_explicit(&w->done, todo, memory_order_relaxed);
 	if (B->leave)
 		B->leave(BM);
 	w->ops = O.gets + O.sets + O.rems;
@@ -588,15 +578,10 @@ static void progress_wait(const char *name, struct worker *w, uint64_t total)
 {
 	for (;;) {
 		uint64_t done = 0;
-		unsigned fin = 0;
-		for (unsigned i = 0; i < O.threads; i++) {
+		for (unsigned i = 0; i < O.threads; i++)
 			done += atomic_load_explicit(&w[i].done,
 						     memory_order_relaxed);
-			/* Acquire: pairs with the worker's release store. */
-			fin += atomic_load_explicit(&w[i].finished,
-						    memory_order_acquire);
-		}
-		if (fin == O.threads)
+		if (done == total)
 			break;
 		progress_show(name, done, total);
 		nanosleep(&(struct timespec){0, 250 * 1000 * 1000}, NULL);
@@ -609,9 +594,10 @@ static bool run_phase(const char *name, struct phase_res *pr)
 	uint64_t per = O.gets + O.sets + O.rems, hits = 0, acc = 0;
 	double per_thread = 0;
 	bool ok = true;
-	struct worker *w = calloc(O.threads, sizeof *w);
+	struct worker *w = aligned_alloc(64, O.threads * sizeof *w);
 	if (!w)
-		die("calloc", CMAP_ENOMEM);
+		die("allocating workers", CMAP_ENOMEM);
+	memset(w, 0, O.threads * sizeof *w);
 	pthread_barrier_init(&start_line, NULL, O.threads + 1);
 	for (unsigned i = 0; i < O.threads; i++) {
 		w[i].idx = i;
@@ -639,7 +625,7 @@ static bool run_phase(const char *name, struct phase_res *pr)
 	for (unsigned i = 0; i < O.threads; i++) {
 		if (w[i].error)
 			die(name, w[i].error);
-		per_thread += (double)w[i].ops / w[i].secs / 1e6;
+		per_thread += (double)w[i].ops / (w[i].t1 - w[i].t0) / 1e6;
 		hits += w[i].hits;
 		acc ^= w[i].acc;
 	}

@@ -27,6 +27,16 @@ struct striped {
 	struct stripe s[STRIPES];
 };
 
+static void destroy(void *m)
+{
+	struct striped *t = m;
+	for (int i = 0; i < STRIPES; i++) {
+		pthread_rwlock_destroy(&t->s[i].lock);
+		free(t->s[i].slots);
+	}
+	free(t);
+}
+
 static void *create(uint64_t n)
 {
 	struct striped *t = calloc(1, sizeof *t);
@@ -37,22 +47,14 @@ static void *create(uint64_t n)
 		per *= 2;
 	for (int i = 0; i < STRIPES; i++) {
 		pthread_rwlock_init(&t->s[i].lock, NULL);
-		t->s[i].slots = calloc(per, sizeof(struct slot));
-		if (!t->s[i].slots)
-			abort();
 		t->s[i].mask = per - 1;
 	}
+	for (int i = 0; i < STRIPES; i++)
+		if (!(t->s[i].slots = calloc(per, sizeof(struct slot)))) {
+			destroy(t); /* free(NULL) for the stripes not reached */
+			return NULL;
+		}
 	return t;
-}
-
-static void destroy(void *m)
-{
-	struct striped *t = m;
-	for (int i = 0; i < STRIPES; i++) {
-		pthread_rwlock_destroy(&t->s[i].lock);
-		free(t->s[i].slots);
-	}
-	free(t);
 }
 
 /* The stripe takes the top bits, the probe the low bits. */
