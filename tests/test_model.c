@@ -31,7 +31,6 @@ struct config {
 	const char *name;
 	enum layout layout;
 	cmap_hash_fn hash;
-	bool const_hash; /* every key has the same hash */
 	long ops;	 /* total random operations, before scaling */
 	int rounds;
 	uint32_t space[3]; /* key-space size per round */
@@ -127,7 +126,7 @@ static void check_validate(struct model *md)
 	CHECK_EQ(st.entries, md->count);
 	CHECK_EQ(st.entries, cmap_len(md->m));
 	CHECK(st.inner_nodes >= 1);
-	if (md->c->const_hash) /* all keys in the one bucket of hash 42 */
+	if (md->c->hash == const_hash) /* all keys in the one bucket of hash 42 */
 		CHECK_EQ(st.buckets, md->count ? 1 : 0);
 	if (md->count == 0) {
 		CHECK_EQ(st.inner_nodes, 1);
@@ -411,64 +410,19 @@ static void run_config(const struct config *c, uint64_t seed)
 
 int main(void)
 {
+	/* name, layout, hash (NULL: XXH3), ops, rounds, key space and share of
+	 * the ops per round */
+	// clang-format off
 	static const struct config configs[] = {
-	    {"u32 -> u64, identity hash",
-	     L_U32,
-	     cmap_hash_u32,
-	     false,
-	     1000000,
-	     3,
-	     {500, 20000, 200000},
-	     {0.1, 0.3, 0.6}},
-	    {"u32 << 11 -> u64, identity hash",
-	     L_U32_SHIFT,
-	     cmap_hash_u32,
-	     false,
-	     300000,
-	     2,
-	     {2000, 100000, 0},
-	     {0.3, 0.7, 0}},
-	    {"u32 -> u64, xxh3",
-	     L_U32,
-	     NULL,
-	     false,
-	     1000000,
-	     3,
-	     {500, 20000, 200000},
-	     {0.1, 0.3, 0.6}},
-	    {"16 B -> 24 B, xxh3",
-	     L_WIDE,
-	     NULL,
-	     false,
-	     1000000,
-	     3,
-	     {1000, 30000, 150000},
-	     {0.1, 0.3, 0.6}},
-	    {"var -> var, xxh3",
-	     L_VAR,
-	     NULL,
-	     false,
-	     1000000,
-	     3,
-	     {300, 20000, 150000},
-	     {0.1, 0.3, 0.6}},
-	    {"u32 -> u64, constant hash",
-	     L_U32,
-	     const_hash,
-	     true,
-	     100000,
-	     2,
-	     {40, 300, 0},
-	     {0.3, 0.7, 0}},
-	    {"var -> var, constant hash",
-	     L_VAR,
-	     const_hash,
-	     true,
-	     100000,
-	     2,
-	     {40, 300, 0},
-	     {0.3, 0.7, 0}},
+	    {"u32 -> u64, identity hash", L_U32, cmap_hash_u32, 1000000, 3, {500, 20000, 200000}, {0.1, 0.3, 0.6}},
+	    {"u32 << 11 -> u64, identity hash", L_U32_SHIFT, cmap_hash_u32, 300000, 2, {2000, 100000, 0}, {0.3, 0.7, 0}},
+	    {"u32 -> u64, xxh3", L_U32, NULL, 1000000, 3, {500, 20000, 200000}, {0.1, 0.3, 0.6}},
+	    {"16 B -> 24 B, xxh3", L_WIDE, NULL, 1000000, 3, {1000, 30000, 150000}, {0.1, 0.3, 0.6}},
+	    {"var -> var, xxh3", L_VAR, NULL, 1000000, 3, {300, 20000, 150000}, {0.1, 0.3, 0.6}},
+	    {"u32 -> u64, constant hash", L_U32, const_hash, 100000, 2, {40, 300, 0}, {0.3, 0.7, 0}},
+	    {"var -> var, constant hash", L_VAR, const_hash, 100000, 2, {40, 300, 0}, {0.3, 0.7, 0}},
 	};
+	// clang-format on
 	for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
 		run_config(&configs[i], 1000 + i);
 	printf("test_model: ok\n");
