@@ -31,7 +31,7 @@ struct config {
 	const char *name;
 	enum layout layout;
 	cmap_hash_fn hash;
-	long ops;	 /* total random operations, before scaling */
+	long ops; /* total random operations, before scaling */
 	int rounds;
 	uint32_t space[3]; /* key-space size per round */
 	double share[3];   /* share of ops per round */
@@ -126,7 +126,8 @@ static void check_validate(struct model *md)
 	CHECK_EQ(st.entries, md->count);
 	CHECK_EQ(st.entries, cmap_len(md->m));
 	CHECK(st.inner_nodes >= 1);
-	if (md->c->hash == const_hash) /* all keys in the one bucket of hash 42 */
+	if (md->c->hash ==
+	    const_hash) /* all keys in the one bucket of hash 42 */
 		CHECK_EQ(st.buckets, md->count ? 1 : 0);
 	if (md->count == 0) {
 		CHECK_EQ(st.inner_nodes, 1);
