@@ -12,7 +12,9 @@
  *  1. Every operation on a map is linearizable.
  *  2. cmap_get and cmap_get_with are wait-free, perform no atomic
  *     read-modify-write and no full memory fence, and write only the calling
- *     thread's own (cache-line padded) record.
+ *     thread's own (cache-line padded) record.  The no-fence part needs
+ *     membarrier(2) (Linux 4.14+); without it, or once it fails, each
+ *     operation pays one fence (see "Environment").
  *  3. cmap_set and cmap_remove are lock-free: a retry happens only because
  *     another thread's update succeeded.
  *  4. A successful cmap_set/cmap_remove happens-before any operation that
@@ -24,6 +26,16 @@
  * mutex, once per thread and map) and leaves it at thread exit or when it
  * calls cmap_thread_exit().  There is no limit on the number of threads and
  * thread records are reused, so short-lived threads do not leak.
+ *
+ * Environment.  The first cmap_new registers the process for
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED); reclamation then interrupts
+ * the CPUs running the process's threads about once per 4096 retirements.
+ * CMAP_NO_MEMBARRIER=1 in the environment (read once, at that first
+ * cmap_new) opts out: operations fence instead.  Programs that will forbid
+ * membarrier later (a seccomp filter) should set it; if membarrier fails at
+ * run time anyway, cmap switches every thread to fencing by itself, and
+ * garbage waits until each thread using a map has made one more call or
+ * exited.
  *
  * Ownership.  The map owns what is in it.  Keys and values are copied in;
  * callers get copies back (cmap_get) or borrows that live only inside a

@@ -4,53 +4,57 @@
  * moved to the reclaimer through membarrier(2) as in liburcu's memb flavour.
  *
  * State.  The map has a global epoch E.  Each thread that uses the map owns
- * a record whose `state` is (e << 1) | 1 while the thread is inside an
- * operation that began when it read E == e, and 0 outside operations.
+ * a record whose state announces epoch e while the thread is inside an
+ * operation that began when it read E == e (internal.h, RD_FENCED).
  * Objects unlinked from the trie are "retired" into the retiring thread's
  * bag for the tag g = the value of E read *after* the unlinking CAS.
  *
- * Advance.  E goes from e to e + 1 only after a scan that sees every record
- * either outside an operation or inside one that announced e.
+ * Advance.  E goes from e to e + 1 only after a barrier (below) and then a
+ * scan that sees every record either outside an operation or inside one
+ * that announced e.  While a thread R stays inside an operation that
+ * announced r, E <= r + 1: the advance from r + 1 would need to see R in
+ * r + 1 or outside.
  *
- * Why freeing an object tagged g is safe once E >= g + 2.  Let R be a
- * thread that can still reach the object: it read the pointer before the
- * unlinking CAS took effect, inside an operation that announced r.  R read E
- * (= r) before that pointer, so the retirer's later read of E gives g >= r
- * (the unlink CAS and the tag load are seq_cst; the advance CAS is seq_cst;
- * R's loads are acquire and, via the membarrier below, ordered after its
- * announcement).  While R stays inside that operation, E cannot pass r + 1:
- * the advance from r + 1 needs a scan that sees R in r + 1 or outside, and
- * membarrier() makes R's announcement visible to any scan that starts after
- * R's first read of the trie (or else R's reads come after the barrier and
- * see the unlink, so R cannot reach the object at all).  Hence E >= g + 2
- * >= r + 2 implies R has left the operation.  Three bags per record
- * (indexed g % 3) suffice: a bag whose tag differs from the current g holds
- * tags <= g - 3, already expired.
+ * Why freeing an object tagged g is safe once E >= g + GRACE (3).  Let R
+ * hold the object: it read the pointer before the unlinking CAS took
+ * effect, inside an operation that announced r.  The retirer's tag g is at
+ * least r - 1.  Take the advance r - 1 -> r that R read: it followed a
+ * barrier whose full fence ran on R's CPU before R's load of E (or R would
+ * have read an older E); if the retirer's unlink came after that barrier
+ * point, R's later trie read would have missed the object; so the unlink,
+ * and the retirer's seq_cst load of E after it, come after the barrier, and
+ * that load reads r - 1 or later.  Fraser's stronger g >= r needs a fence
+ * between R's announcement and R's read of E, or a multi-copy-atomic
+ * machine (x86, ARMv8); C11 and POWER give neither, hence one more epoch of
+ * grace than Fraser's 2: E >= g + 3 >= r + 2 means R has left.  Bags are
+ * indexed g % NBAGS (4), so the bag that epoch g reuses holds tags <= g - 4.
  *
- * Reader cost.  Entering an operation reads E (a read-mostly line) and
- * stores the record's own cache line; leaving stores it again.  No atomic
- * read-modify-write and no fence: the StoreLoad ordering between the
- * announcement and the trie reads that EBR needs is supplied by the
- * reclaimer's membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a
- * full barrier on every CPU running one of our threads.  Where membarrier
- * is unavailable the reader pays a seq_cst fence instead (cmap__membarrier_ok
- * is false).
+ * The barrier.  A scan must not miss an announcement that a reader stored
+ * before reading the trie (the store-buffer litmus).  Readers pay no fence
+ * for that: the reclaimer's membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+ * runs a full barrier on every CPU running one of our threads.  Where
+ * membarrier is unavailable (or CMAP_NO_MEMBARRIER is set in the
+ * environment) readers fence themselves and the reclaimer fences locally.
+ * If membarrier fails at run time (ENOMEM in the kernel, a seccomp filter
+ * installed later), the failed round advances nothing, every thread is
+ * switched to fencing, and a map advances again only once each of its
+ * records has been seen in the fenced mode (all_fenced_now): until then an
+ * unfenced announcement could still be sitting in a store buffer.
  *
  * Bounds.  A thread tries to advance after every COLLECT_EVERY retirements,
- * outside any operation.  While every thread keeps completing operations,
- * each record holds at most about 3 * COLLECT_EVERY retired objects (plus
- * user deferrals), so unreclaimed memory is bounded by threads * 3 *
- * COLLECT_EVERY * node size.  A thread stalled inside an operation (e.g. in
- * a slow get_with callback) stops E from advancing and so delays every
- * free in the map until it returns; nothing is lost, and stats report the
- * pending count.
+ * outside any operation.  While every operation is short compared with
+ * COLLECT_EVERY retirements of the other threads, each record holds at most
+ * about NBAGS * COLLECT_EVERY retired objects (plus user deferrals).  A
+ * thread stalled inside an operation (e.g. in a slow get_with callback)
+ * stops E from advancing and so delays every free in the map until it
+ * returns; nothing is lost, and stats report the pending count.
  *
  * Threads.  Records are found through a thread-local one-entry cache; the
  * slow path (first use of a map by a thread) and thread exit take one
- * process-wide mutex, which also orders them against cmap_free.  Released
- * records (thread exit) keep their pending garbage and are reused by the
- * next thread that joins, so records never outnumber the peak number of
- * threads that used the map at once.
+ * process-wide mutex, which also orders them against cmap_free and against
+ * the switch to fenced readers.  Released records (thread exit) keep their
+ * pending garbage and are reused by the next thread that joins, so records
+ * never outnumber the peak number of threads that used the map at once.
  */
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -70,7 +74,7 @@
 #define COLLECT_EVERY 4096
 #define BAG_MIN	      64
 
-bool cmap__membarrier_ok;
+_Atomic(unsigned) cmap__rdmode = RD_FENCED;
 
 /* One thread's list of the maps it has joined. */
 struct tent {
@@ -94,6 +98,7 @@ __attribute__((
 static _Thread_local struct tctx *tl_ctx;
 
 static void thread_leave_all(struct tctx *ctx);
+static rec_t *first_rec(const cmap_t *m);
 
 /* Thread exit.  TLS is still valid here; clear it so that a later TLS
  * destructor that uses a map joins afresh instead of using freed memory. */
@@ -104,14 +109,24 @@ static void key_dtor(void *p)
 	thread_leave_all(p);
 }
 
+/* CMAP_NO_MEMBARRIER=1 forces the fenced readers (a test switch, and an
+ * opt-out for programs that will forbid membarrier later). */
+static bool membarrier_wanted(void)
+{
+	const char *v = secure_getenv("CMAP_NO_MEMBARRIER");
+	return !v || !*v || !strcmp(v, "0");
+}
+
 static void global_init(void)
 {
-	/* Registration is per process and lasts for its lifetime. */
+	/* Registration is per process and lasts for its lifetime.  Relaxed:
+	 * pthread_once orders this before every map's first operation. */
 	long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-	if (q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	if (membarrier_wanted() && q >= 0 &&
+	    (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
 	    syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
 		    0, 0) == 0)
-		cmap__membarrier_ok = true;
+		st_relaxed(&cmap__rdmode, RD_MEMBARRIER);
 	g_key_ok = pthread_key_create(&g_key, key_dtor) == 0;
 }
 
@@ -120,15 +135,44 @@ void cmap__global_init(void)
 	pthread_once(&g_once, global_init);
 }
 
-/* The reclaimer's half of the asymmetric fence (see the header comment). */
-static void heavy_barrier(void)
+/* Has every record of m been seen in RD_FENCED mode?  Under g_lock, so that
+ * records without an owner are quiescent (their state was stored under the
+ * lock) and their next owner, joining after the switch, reads RD_FENCED. */
+static bool all_fenced_now(cmap_t *m)
 {
-	if (cmap__membarrier_ok &&
-	    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) ==
-		0)
-		return;
+	bool ok = true;
+	pthread_mutex_lock(&g_lock);
+	for (rec_t *r = first_rec(m); r && ok; r = r->next)
+		/* Acquire: pairs with the owner's release of that state, so
+		 * the reads of its earlier, unfenced operations happen before
+		 * every free this allows. */
+		ok = !r->owner || (ld_acquire(&r->state) & RD_FENCED);
+	pthread_mutex_unlock(&g_lock);
+	if (ok)
+		st_relaxed(&m->all_fenced, true); /* caches a stable fact */
+	return ok;
+}
+
+/* The reclaimer's half of the asymmetric fence (see the header comment).
+ * False: no scan this round may advance E. */
+static bool reclaim_barrier(cmap_t *m)
+{
+	if (ld_relaxed(&cmap__rdmode) == RD_MEMBARRIER) {
+		if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+			    0, 0) == 0)
+			return true;
+		/* Under g_lock: joins and thread exits that follow read the
+		 * new mode (all_fenced_now relies on it). */
+		pthread_mutex_lock(&g_lock);
+		st_relaxed(&cmap__rdmode, RD_FENCED);
+		pthread_mutex_unlock(&g_lock);
+		return false;
+	}
+	if (!ld_relaxed(&m->all_fenced) && !all_fenced_now(m))
+		return false;
 	static _Atomic(uint64_t) word;
 	full_fence(&word);
+	return true;
 }
 
 static void *sys_alloc(cmap_t *m, size_t size, size_t align)
@@ -162,6 +206,8 @@ static rec_t *claim_record(cmap_t *m)
 	if (!r)
 		return NULL;
 	memset(r, 0, sizeof *r);
+	/* Relaxed: read under g_lock, which orders it after any switch. */
+	st_relaxed(&r->state, ld_relaxed(&cmap__rdmode));
 	r->next = ld_relaxed(&m->recs);
 	/* Release: scanners that find r (acquire) see it initialised. */
 	st_release(&m->recs, r);
@@ -232,9 +278,13 @@ static void thread_leave_all(struct tctx *ctx)
 		if (!ld_relaxed(&ctx->ents[i].map))
 			continue;
 		/* The record keeps its garbage and pool; the next owner
-		 * inherits both. */
+		 * inherits both.  A thread that left a callback abnormally
+		 * (longjmp, cancellation) leaves nest and in_reclaim raised:
+		 * the next owner starts clean. */
 		r->nest = 0;
-		st_release(&r->state, 0); /* pairs with the scan's acquire */
+		r->in_reclaim = 0;
+		/* Release: pairs with the scan's acquire. */
+		st_release(&r->state, ld_relaxed(&cmap__rdmode));
 		r->owner = NULL;
 	}
 	pthread_mutex_unlock(&g_lock);
@@ -272,7 +322,7 @@ static void forget_map(cmap_t *m)
 
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k)
 {
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NBAGS; i++) {
 		bag_t *b = &r->bags[i];
 		if (b->cap - b->n >= k)
 			continue;
@@ -295,20 +345,22 @@ static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
 {
 	size_t n = b->n;
 	/* Items may run user destructors; they must not retire into this bag
-	 * (write operations refuse to run while in_reclaim is set). */
+	 * (write operations refuse to run while in_reclaim is set).  b->n
+	 * drops before each item runs, so a destructor that never returns
+	 * (longjmp, thread exit) leaves no item to be freed twice. */
 	r->in_reclaim++;
-	for (size_t i = 0; i < n; i++) {
-		if (i + 8 < n)
-			__builtin_prefetch(b->items[i + 8].p, 1);
+	for (size_t i = n; i-- > 0;) {
+		if (i >= 8)
+			__builtin_prefetch(b->items[i - 8].p, 1);
+		b->n = i;
 		cmap__reclaim_item(m, r, &b->items[i]);
 	}
 	r->in_reclaim--;
-	b->n = 0;
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) - n);
 }
 
 /* The retire slow path: bag b is to take epoch g's items but holds those
- * of epoch g - 3 or older (tags only grow, by coherence), whose grace
+ * of epoch g - NBAGS or older (tags only grow, by coherence), whose grace
  * period is over: free them first. */
 void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g)
 {
@@ -322,13 +374,14 @@ static uint64_t try_advance(cmap_t *m)
 {
 	/* Acquire: pairs with the seq_cst advance that produced e. */
 	uint64_t e = ld_acquire(&m->epoch);
-	heavy_barrier();
+	if (!reclaim_barrier(m))
+		return e;
 	for (rec_t *r = first_rec(m); r; r = r->next) {
 		/* Acquire: pairs with the release stores in enter/leave, so
 		 * everything that thread read before now happens-before any
 		 * free that this scan allows. */
 		uint64_t s = ld_acquire(&r->state);
-		if ((s & 1) && (s >> 1) != e)
+		if ((s & ST_ACTIVE) && (s >> ST_SHIFT) != e)
 			return e;
 	}
 	/* seq_cst: part of the total order the retire argument relies on;
@@ -345,9 +398,9 @@ static void collect(cmap_t *m, rec_t *r)
 		return;
 	r->since_collect = 0;
 	uint64_t g = try_advance(m);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NBAGS; i++) {
 		bag_t *b = &r->bags[i];
-		if (b->n && b->epoch + 2 <= g)
+		if (b->n && b->epoch + GRACE <= g)
 			free_bag(m, r, b);
 	}
 }
@@ -419,12 +472,12 @@ void cmap__epoch_free_all(cmap_t *m)
 	forget_map(m);
 	rec_t *r = first_rec(m);
 	for (rec_t *x = r; x; x = x->next)
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < NBAGS; i++)
 			if (x->bags[i].n)
 				free_bag(m, x, &x->bags[i]);
 	while (r) {
 		rec_t *next = r->next;
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < NBAGS; i++)
 			sys_free(m, r->bags[i].items,
 				 r->bags[i].cap * sizeof(gitem_t));
 		sys_free(m, r, sizeof *r);

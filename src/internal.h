@@ -270,6 +270,32 @@ typedef struct bag {
 	gitem_t *items;
 } bag_t;
 
+/*
+ * An object retired with tag g (the epoch read after its unlink) is freed
+ * once E >= g + GRACE.  GRACE is 3, not Fraser's 2: under the C11 model (and
+ * on POWER) a reader whose only StoreLoad barrier is the reclaimer's
+ * membarrier can hold an object tagged one below its announced epoch
+ * (docs/DESIGN.md, "Reclamation").  A record keeps NBAGS = GRACE + 1 bags,
+ * indexed g % NBAGS, so the bag that epoch g reuses holds tags <= g - 4,
+ * already expired.
+ */
+#define GRACE 3
+#define NBAGS (GRACE + 1)
+
+/*
+ * How readers order their announcement before their trie reads, process
+ * wide (cmap__rdmode).  RD_MEMBARRIER: a compiler barrier, the reclaimer's
+ * membarrier() does the rest.  RD_FENCED: a full fence of their own.  The
+ * mode only ever goes from RD_MEMBARRIER to RD_FENCED (when membarrier is
+ * unavailable, disabled by CMAP_NO_MEMBARRIER, or fails at run time).
+ *
+ * Record state: (epoch << 2) | mode | 1 inside an operation, mode outside,
+ * where mode is the reader mode the owner read when it stored the state.
+ * RD_FENCED in a state proves that every later operation of its owner
+ * fences (the mode never goes back) and every earlier one has ended.
+ */
+enum { RD_MEMBARRIER = 0, RD_FENCED = 2, ST_ACTIVE = 1, ST_SHIFT = 2 };
+
 struct tctx;
 
 /*
@@ -278,7 +304,8 @@ struct tctx;
  * summing len.
  */
 typedef struct rec {
-	/* (epoch << 1) | 1 while inside an operation, 0 outside. */
+	/* (epoch << ST_SHIFT) | mode | ST_ACTIVE inside an operation, mode
+	 * outside (see RD_FENCED). */
 	_Atomic(uint64_t) state;
 	/* Entries inserted minus entries removed by this record. */
 	_Atomic(int64_t) count;
@@ -287,7 +314,7 @@ typedef struct rec {
 	unsigned nest;	     /* critical-section nesting (get_with callbacks) */
 	unsigned in_reclaim; /* running destructors: no retiring now */
 	unsigned since_collect; /* retirements since the last collect */
-	_Alignas(CACHELINE) bag_t bags[3];
+	_Alignas(CACHELINE) bag_t bags[NBAGS];
 	pool_local_t pool;
 	/* Ownership, protected by the process-wide registry lock. */
 	struct tctx *owner;
@@ -305,7 +332,7 @@ int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
  * retiring after its CAS cannot fail. */
 static inline int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < NBAGS; i++)
 		if (r->bags[i].cap - r->bags[i].n < k)
 			return cmap__reserve_slow(m, r, k);
 	return CMAP_OK;
@@ -313,7 +340,7 @@ static inline int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
 void cmap__epoch_free_all(cmap_t *m);
 size_t cmap__pending(const cmap_t *m);
 void cmap__global_init(void);
-extern bool cmap__membarrier_ok;
+extern _Atomic(unsigned) cmap__rdmode;
 
 /* ==== the map (trie.c) ================================================== */
 
@@ -330,6 +357,9 @@ struct cmap {
 	_Atomic(uint64_t) epoch;
 
 	_Alignas(CACHELINE) _Atomic(rec_t *) recs;
+	/* Set once every record of the map is seen in RD_FENCED mode: from
+	 * then on a local fence is the reclaimer's half of the barrier. */
+	_Atomic(bool) all_fenced;
 	pool_shared_t pool;
 	cmap_config_t cfg;
 };
@@ -359,9 +389,9 @@ static inline void cmap__retire(cmap_t *m, rec_t *r, void *p,
 {
 	/* seq_cst: ordered after the unlinking seq_cst CAS in the single
 	 * total order, so the tag is at least the epoch any reader of p
-	 * announced (epoch.c, header comment). */
+	 * announced, minus one (epoch.c, header comment). */
 	uint64_t g = ld_seqcst(&m->epoch);
-	bag_t *b = &r->bags[g % 3];
+	bag_t *b = &r->bags[g % NBAGS];
 	if (unlikely(b->epoch != g))
 		cmap__bag_renew(m, r, b, g);
 	b->items[b->n++] = (gitem_t){p, fn, aux};
@@ -452,15 +482,17 @@ static inline rec_t *cmap__enter(cmap_t *m)
 			return NULL;
 	}
 	if (r->nest++ == 0) {
+		/* Relaxed: a stale RD_MEMBARRIER is harmless, the reclaimer
+		 * waits until it sees this record in RD_FENCED (epoch.c). */
+		unsigned mode = ld_relaxed(&cmap__rdmode);
 		/* Acquire: pairs with the seq_cst advance that wrote E. */
 		uint64_t e = ld_acquire(&m->epoch);
 		/* Release: a scan that sees this value also sees (happens
 		 * after) every read of our earlier operations. */
-		st_release(&r->state, (e << 1) | 1);
+		st_release(&r->state, (e << ST_SHIFT) | mode | ST_ACTIVE);
 		/* StoreLoad between the announcement and our trie reads: the
-		 * reclaimer's membarrier supplies it; without membarrier we
-		 * pay for it here. */
-		if (likely(cmap__membarrier_ok))
+		 * reclaimer's membarrier supplies it, or we pay for it. */
+		if (likely(mode == RD_MEMBARRIER))
 			atomic_signal_fence(memory_order_seq_cst);
 		else
 			full_fence(&r->state);
@@ -471,9 +503,11 @@ static inline rec_t *cmap__enter(cmap_t *m)
 static inline void cmap__leave(rec_t *r)
 {
 	/* Release: pairs with the scan's acquire, ordering every read of
-	 * this operation before any free that the scan allows. */
+	 * this operation before any free that the scan allows.  The mode
+	 * read now (relaxed) may be newer than the one this operation ran
+	 * in: storing RD_FENCED is still true of every later operation. */
 	if (--r->nest == 0)
-		st_release(&r->state, 0);
+		st_release(&r->state, ld_relaxed(&cmap__rdmode));
 }
 
 #endif /* CMAP_INTERNAL_H */

@@ -130,14 +130,32 @@ static void test_epoch(void)
 {
 	cmap_t *m = new_u32map(0);
 	static int objs[10];
-	/* Alone, two collects end a grace period and free deferred items. */
+	/* Alone, each collect advances E by one.  An item retired at epoch g
+	 * is freed at E == g + 3, not at g + 2: a reader that announced g + 1
+	 * may hold it (GRACE, internal.h). */
 	atomic_store(&freed, 0);
-	CHECK_EQ(cmap_defer_free(m, &objs[0], count_free), CMAP_OK);
 	uint64_t e0 = ld_relaxed(&m->epoch);
+	CHECK_EQ(cmap_defer_free(m, &objs[0], count_free), CMAP_OK);
+	for (uint64_t k = 1; k <= GRACE; k++) {
+		CHECK_EQ(atomic_load(&freed), 0);
+		size_t left = cmap_collect(m);
+		CHECK_EQ(ld_relaxed(&m->epoch), e0 + k);
+		CHECK_EQ(left, k < GRACE);
+	}
+	CHECK_EQ(atomic_load(&freed), 1);
+	CHECK_EQ(GRACE, 3);
+	CHECK_EQ(NBAGS, 4);
+	/* Every bag index in turn: items of NBAGS consecutive epochs wait in
+	 * their own bags and each leaves exactly GRACE epochs after it came. */
+	for (int i = 0; i < 2 * NBAGS; i++) {
+		CHECK_EQ(cmap_defer_free(m, &objs[1], count_free), CMAP_OK);
+		cmap_collect(m);
+		CHECK_EQ(atomic_load(&freed), 1 + (i >= GRACE - 1 ? i - 1 : 0));
+	}
 	for (int i = 0; i < 4 && cmap_collect(m); i++)
 		;
-	CHECK_EQ(atomic_load(&freed), 1);
-	CHECK(ld_relaxed(&m->epoch) >= e0 + 2);
+	CHECK_EQ(atomic_load(&freed), 1 + 2 * NBAGS);
+	atomic_store(&freed, 1);
 
 	/* A thread inside an operation holds the epoch back: E may pass its
 	 * announced epoch by at most one, and nothing retired meanwhile is
