@@ -90,7 +90,7 @@ static uint64_t hash_mix(const void *key, size_t len, uint64_t seed)
 static void *c_create(uint64_t n)
 {
 	(void)n;
-	cmap_config_t cfg = {0};
+	cmap_config_t cfg = CMAP_CONFIG_INIT;
 	cfg.key_size = 4;
 	cfg.val_size = 8;
 	cfg.hash = O.hash;

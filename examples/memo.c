@@ -68,7 +68,8 @@ int main(int argc, char **argv)
 	unsigned t = argc > 1 ? (unsigned)atoi(argv[1]) : 4;
 	if (t < 1 || t > 64)
 		t = 4;
-	cmap_config_t cfg = {0}; /* variable-length keys and values */
+	/* key_size and val_size 0: variable-length keys and values */
+	cmap_config_t cfg = CMAP_CONFIG_INIT;
 	int rc = cmap_new(&memo, &cfg);
 	if (rc != CMAP_OK) {
 		fprintf(stderr, "cmap_new: %s\n", cmap_strerror(rc));

@@ -58,9 +58,28 @@
 extern "C" {
 #endif
 
+/* The version of this header.  CMakeLists.txt reads these three lines: they
+ * are the project's one version number (library, soname, packages). */
 #define CMAP_VERSION_MAJOR 0
-#define CMAP_VERSION_MINOR 1
+#define CMAP_VERSION_MINOR 2
 #define CMAP_VERSION_PATCH 0
+#define CMAP__STR(x)	   #x
+#define CMAP__XSTR(x)	   CMAP__STR(x)
+/* "MAJOR.MINOR.PATCH" */
+#define CMAP_VERSION_STRING                                                    \
+	CMAP__XSTR(CMAP_VERSION_MAJOR)                                         \
+	"." CMAP__XSTR(CMAP_VERSION_MINOR) "." CMAP__XSTR(CMAP_VERSION_PATCH)
+/* MAJOR * 10000 + MINOR * 100 + PATCH: ordered, for #if and comparisons */
+#define CMAP_VERSION_NUMBER                                                    \
+	(CMAP_VERSION_MAJOR * 10000 + CMAP_VERSION_MINOR * 100 +               \
+	 CMAP_VERSION_PATCH)
+
+/* The version of the library actually linked or loaded, as
+ * CMAP_VERSION_STRING and CMAP_VERSION_NUMBER were when it was built.  A
+ * program built against an older header of the same major version runs
+ * with a newer library; these tell it which one it got. */
+const char *cmap_version(void);
+int cmap_version_number(void);
 
 /* ---- status codes ---------------------------------------------------- */
 
@@ -133,7 +152,27 @@ enum cmap_flags {
 #define CMAP_MAX_FIXED_SIZE 256u
 #define CMAP_MAX_VAR_LEN    ((size_t)1 << 30)
 
+/*
+ * Configuration for cmap_new.  Start from CMAP_CONFIG_INIT (C) or
+ * cmap_config_init() (C and C++), which zero every field and set size, then
+ * set the fields you need; zero means the default everywhere.
+ *
+ * size is the caller's sizeof(cmap_config_t), so the struct can grow (new
+ * fields are only ever appended, and zero keeps the old behaviour) without
+ * breaking programs built against an older header.  cmap_new accepts:
+ *  - sizeof(cmap_config_t) of this or any earlier release from 0.2 on (the
+ *    library reads only the fields that caller knew about);
+ *  - 0, meaning the 0.2 layout: the zero-initialised `cmap_config_t c =
+ *    {0}` written before the field existed keeps working, with every
+ *    library from 0.2 on.  Fields added after 0.2 are not read from such a
+ *    config, so set size to use them;
+ *  - anything else (in particular a larger size, from a newer header than
+ *    the library) is CMAP_EINVAL: the library cannot honour fields it does
+ *    not know, and must not read past the caller's struct.
+ * 0.1 had no size field: programs built against 0.1 must be rebuilt.
+ */
 typedef struct cmap_config {
+	size_t size;	       /* sizeof(cmap_config_t), or 0 (see above) */
 	size_t key_size;       /* bytes per key; 0 = variable-length */
 	size_t val_size;       /* bytes per value; 0 = variable-length */
 	cmap_hash_fn hash;     /* NULL: cmap_hash_xxh3 */
@@ -148,11 +187,34 @@ typedef struct cmap_config {
 	unsigned flags; /* enum cmap_flags */
 } cmap_config_t;
 
+/* The size is the caller's sizeof, taken where the caller is compiled: that
+ * is why these are a macro and an inline function, not library code. */
+#ifdef __cplusplus
+#define CMAP_CONFIG_INIT                                                       \
+	([] {                                                                  \
+		cmap_config_t cmap__c{};                                       \
+		cmap__c.size = sizeof cmap__c;                                 \
+		return cmap__c;                                                \
+	}())
+#else
+#define CMAP_CONFIG_INIT                                                       \
+	{                                                                      \
+		.size = sizeof(cmap_config_t)                                  \
+	}
+#endif
+
+static inline void cmap_config_init(cmap_config_t *cfg)
+{
+	cmap_config_t cmap__init = CMAP_CONFIG_INIT;
+	*cfg = cmap__init;
+}
+
 typedef struct cmap cmap_t;
 
 /* Create a map.  Returns CMAP_OK and stores the map in *out, or CMAP_EINVAL
- * (bad config: size too large, only one allocator hook, identity hasher with
- * the wrong key size) or CMAP_ENOMEM.  cfg is copied. */
+ * (cfg NULL; bad config: size field not accepted as described above, key or
+ * value size too large, only one allocator hook, unknown flags, identity
+ * hasher with the wrong key size) or CMAP_ENOMEM.  cfg is copied. */
 int cmap_new(cmap_t **out, const cmap_config_t *cfg);
 
 /* Free a map and everything in it, running the destructors of every live
@@ -268,40 +330,51 @@ int cmap_validate(cmap_t *map, cmap_stats_t *stats);
  * K must not contain padding bytes unless a custom eq is used through the
  * generic API.
  */
+/* The typed handle and the generic map are the same object.  A named cast
+ * in C++ keeps the wrappers quiet under -Wold-style-cast. */
+#ifdef __cplusplus
+#define CMAP__CAST(T, x) reinterpret_cast<T>(x)
+#else
+#define CMAP__CAST(T, x) ((T)(x))
+#endif
+
 #define CMAP_TYPED(name, K, V)                                                 \
 	typedef struct name name##_t;                                          \
 	static inline cmap_t *name##_map(name##_t *m)                          \
 	{                                                                      \
-		return (cmap_t *)m;                                            \
+		return CMAP__CAST(cmap_t *, m);                                \
 	}                                                                      \
 	static inline int name##_new(name##_t **m, cmap_hash_fn hash)          \
 	{                                                                      \
-		cmap_config_t c = {0};                                         \
+		cmap_config_t c;                                               \
+		cmap_config_init(&c);                                          \
 		c.key_size = sizeof(K);                                        \
 		c.val_size = sizeof(V);                                        \
 		c.hash = hash;                                                 \
-		return cmap_new((cmap_t **)m, &c);                             \
+		return cmap_new(CMAP__CAST(cmap_t **, m), &c);                 \
 	}                                                                      \
 	static inline void name##_free(name##_t *m)                            \
 	{                                                                      \
-		cmap_free((cmap_t *)m);                                        \
+		cmap_free(CMAP__CAST(cmap_t *, m));                            \
 	}                                                                      \
 	static inline int name##_set(name##_t *m, K k, V v, V *old)            \
 	{                                                                      \
-		return cmap_set((cmap_t *)m, &k, sizeof k, &v, sizeof v, old,  \
-				NULL);                                         \
+		return cmap_set(CMAP__CAST(cmap_t *, m), &k, sizeof k, &v,     \
+				sizeof v, old, NULL);                          \
 	}                                                                      \
 	static inline int name##_get(name##_t *m, K k, V *out)                 \
 	{                                                                      \
-		return cmap_get((cmap_t *)m, &k, sizeof k, out, NULL);         \
+		return cmap_get(CMAP__CAST(cmap_t *, m), &k, sizeof k, out,    \
+				NULL);                                         \
 	}                                                                      \
 	static inline int name##_remove(name##_t *m, K k, V *old)              \
 	{                                                                      \
-		return cmap_remove((cmap_t *)m, &k, sizeof k, old, NULL);      \
+		return cmap_remove(CMAP__CAST(cmap_t *, m), &k, sizeof k, old, \
+				   NULL);                                      \
 	}                                                                      \
 	static inline size_t name##_len(name##_t *m)                           \
 	{                                                                      \
-		return cmap_len((cmap_t *)m);                                  \
+		return cmap_len(CMAP__CAST(cmap_t *, m));                      \
 	}
 
 #ifdef __cplusplus

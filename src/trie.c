@@ -1052,7 +1052,11 @@ CMAP_API int cmap_new(cmap_t **out, const cmap_config_t *cfg)
 	if (!out || !cfg)
 		return CMAP_EINVAL;
 	*out = NULL;
-	if (cfg->key_size > CMAP_MAX_FIXED_SIZE ||
+	/* The size rule of cmap.h.  0 is the 0.2 layout, which today is the
+	 * whole struct; once the struct grows, accept each released size and
+	 * copy only that many bytes into a zeroed config below. */
+	if ((cfg->size != 0 && cfg->size != sizeof(cmap_config_t)) ||
+	    cfg->key_size > CMAP_MAX_FIXED_SIZE ||
 	    cfg->val_size > CMAP_MAX_FIXED_SIZE || !cfg->alloc != !cfg->free ||
 	    (cfg->flags & ~(unsigned)(CMAP_FIXED_SEED | CMAP_NO_POOL)))
 		return CMAP_EINVAL;

@@ -35,7 +35,7 @@ static void plain_free(void *ctx, void *p, size_t size)
 
 static cmap_t *new_map(size_t ks, size_t vs, cmap_hash_fn hash)
 {
-	cmap_config_t c = {0};
+	cmap_config_t c = CMAP_CONFIG_INIT;
 	c.key_size = ks;
 	c.val_size = vs;
 	c.hash = hash;
@@ -152,7 +152,7 @@ static void expect_new_ok(const cmap_config_t *c)
 
 static void test_new(void)
 {
-	cmap_config_t c = {0};
+	cmap_config_t c = CMAP_CONFIG_INIT;
 	cmap_t *m = NULL;
 	CHECK_EQ(cmap_new(NULL, &c), CMAP_EINVAL);
 	CHECK_EQ(cmap_new(&m, NULL), CMAP_EINVAL);
@@ -160,33 +160,33 @@ static void test_new(void)
 	CHECK_EQ(cmap_new(NULL, NULL), CMAP_EINVAL);
 
 	/* Sizes: the maximum is accepted, one more is not. */
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.key_size = CMAP_MAX_FIXED_SIZE + 1;
 	expect_new_fails(&c, CMAP_EINVAL);
 	c.key_size = (size_t)-1;
 	expect_new_fails(&c, CMAP_EINVAL);
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.val_size = CMAP_MAX_FIXED_SIZE + 1;
 	expect_new_fails(&c, CMAP_EINVAL);
 	c.key_size = 4;
 	expect_new_fails(&c, CMAP_EINVAL);
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.key_size = CMAP_MAX_FIXED_SIZE;
 	c.val_size = CMAP_MAX_FIXED_SIZE;
 	expect_new_ok(&c);
 
 	/* Allocator hooks: both or neither. */
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.alloc = plain_alloc;
 	expect_new_fails(&c, CMAP_EINVAL);
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.free = plain_free;
 	expect_new_fails(&c, CMAP_EINVAL);
 	c.alloc = plain_alloc;
 	expect_new_ok(&c);
 
 	/* Identity hashers only for their key size. */
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.val_size = 8;
 	c.hash = cmap_hash_u32;
 	c.key_size = 8;
@@ -206,7 +206,7 @@ static void test_new(void)
 	expect_new_ok(&c);
 
 	/* The other hashers take any key size, variable-length included. */
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.hash = cmap_hash_city;
 	expect_new_ok(&c);
 	c.hash = cmap_hash_xxh3;
@@ -215,7 +215,7 @@ static void test_new(void)
 	expect_new_ok(&c);
 
 	/* The largest fixed sizes work end to end. */
-	c = (cmap_config_t){0};
+	cmap_config_init(&c);
 	c.key_size = CMAP_MAX_FIXED_SIZE;
 	c.val_size = CMAP_MAX_FIXED_SIZE;
 	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);

@@ -347,7 +347,7 @@ static void remove_all(struct model *md)
 
 static void run_config(const struct config *c, uint64_t seed)
 {
-	cmap_config_t cfg = {0};
+	cmap_config_t cfg = CMAP_CONFIG_INIT;
 	bool var = c->layout == L_VAR;
 	cfg.key_size = var ? 0 : c->layout == L_WIDE ? 16 : 4;
 	cfg.val_size = var ? 0 : c->layout == L_WIDE ? 24 : 8;

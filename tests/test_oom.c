@@ -147,7 +147,7 @@ static void actx_done(struct actx *a)
 
 static cmap_t *make_map(struct actx *a, bool var, unsigned flags)
 {
-	cmap_config_t c = {0};
+	cmap_config_t c = CMAP_CONFIG_INIT;
 	c.key_size = var ? 0 : 4;
 	c.val_size = var ? 0 : 8;
 	c.hash = var ? NULL : cmap_hash_u32;
@@ -174,7 +174,7 @@ static void test_new_failures(void)
 				struct actx a;
 				actx_init(&a, 1);
 				a.fail_at = k;
-				cmap_config_t c = {0};
+				cmap_config_t c = CMAP_CONFIG_INIT;
 				c.key_size = var ? 0 : 4;
 				c.val_size = var ? 0 : 8;
 				c.flags = pooled ? 0 : CMAP_NO_POOL;

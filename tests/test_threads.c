@@ -99,7 +99,7 @@ static void *oracle_clear(void *arg)
 
 static void run_oracle(cmap_hash_fn hash, bool var, uint32_t span, long ops)
 {
-	cmap_config_t c = {0};
+	cmap_config_t c = CMAP_CONFIG_INIT;
 	c.key_size = var ? 0 : 4;
 	c.val_size = 8;
 	c.hash = hash;
@@ -249,7 +249,7 @@ static void *shared_worker(void *arg)
 
 static void run_shared(cmap_hash_fn hash, unsigned nkeys, long ops)
 {
-	cmap_config_t c = {0};
+	cmap_config_t c = CMAP_CONFIG_INIT;
 	c.key_size = 4;
 	c.val_size = 8;
 	c.hash = hash;
