@@ -92,6 +92,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t g_key;
 static bool g_key_ok;
+static cmap_t *g_maps; /* live maps, under g_lock (for fork) */
 
 __attribute__((
     tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
@@ -99,6 +100,9 @@ static _Thread_local struct tctx *tl_ctx;
 
 static void thread_leave_all(struct tctx *ctx);
 static rec_t *first_rec(const cmap_t *m);
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
 
 /* Thread exit.  TLS is still valid here; clear it so that a later TLS
  * destructor that uses a map joins afresh instead of using freed memory. */
@@ -128,6 +132,17 @@ static void global_init(void)
 		    0, 0) == 0)
 		st_relaxed(&cmap__rdmode, RD_MEMBARRIER);
 	g_key_ok = pthread_key_create(&g_key, key_dtor) == 0;
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* Unloading libcmap.so (dlclose): threads that outlive it must not call a
+ * key destructor that is gone.  Their small per-thread list is left to
+ * leak; the maps themselves were freed before (cmap_free precondition). */
+__attribute__((destructor)) static void global_fini(void)
+{
+	if (g_key_ok)
+		pthread_key_delete(g_key);
+	g_key_ok = false;
 }
 
 void cmap__global_init(void)
@@ -268,15 +283,22 @@ out:
 	return r;
 }
 
-static void thread_leave_all(struct tctx *ctx)
+/* Release every record of ctx's thread, which will not use them again
+ * (it exits, or does not exist in a forked child).  Under g_lock.
+ * abandoned: the thread vanished at an arbitrary instruction (fork), maybe
+ * halfway through retiring or freeing a bag, whose count the compiler may
+ * not have stored yet: its bags are dropped, never freed twice. */
+static void release_records(struct tctx *ctx, bool abandoned)
 {
-	if (!ctx)
-		return;
-	pthread_mutex_lock(&g_lock);
 	for (size_t i = 0; i < ctx->n; i++) {
 		rec_t *r = ctx->ents[i].rec;
 		if (!ld_relaxed(&ctx->ents[i].map))
 			continue;
+		for (int j = 0; abandoned && j < NBAGS; j++) {
+			st_relaxed(&r->pending,
+				   ld_relaxed(&r->pending) - r->bags[j].n);
+			r->bags[j].n = 0;
+		}
 		/* The record keeps its garbage and pool; the next owner
 		 * inherits both.  A thread that left a callback abnormally
 		 * (longjmp, cancellation) leaves nest and in_reclaim raised:
@@ -287,9 +309,58 @@ static void thread_leave_all(struct tctx *ctx)
 		st_release(&r->state, ld_relaxed(&cmap__rdmode));
 		r->owner = NULL;
 	}
-	pthread_mutex_unlock(&g_lock);
 	free(ctx->ents);
 	free(ctx);
+}
+
+static void thread_leave_all(struct tctx *ctx)
+{
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&g_lock);
+	release_records(ctx, false);
+	pthread_mutex_unlock(&g_lock);
+}
+
+/*
+ * fork() copies only the calling thread.  The registry lock is held across
+ * it, so the child's copy is consistent; the child then releases the
+ * records of every other thread, which would otherwise stay owned, and
+ * those inside an operation would hold each map's epoch back forever.
+ * What those threads were doing is abandoned: their private allocations
+ * leak, and so does the garbage in their bags (dropped, so its destructors
+ * and deferred callbacks run in the parent only), and a contraction they
+ * left half done is completed by the next writer that meets it (trie.c,
+ * helping).  Their entry counts may be off by the writes they were in.
+ */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&g_lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&g_lock);
+}
+
+static void fork_child(void)
+{
+	for (cmap_t *m = g_maps; m; m = m->reg_next)
+		for (rec_t *r = first_rec(m); r; r = r->next)
+			if (r->owner && r->owner != tl_ctx)
+				release_records(r->owner, true);
+	pthread_mutex_unlock(&g_lock);
+}
+
+void cmap__epoch_register(cmap_t *m)
+{
+	pthread_mutex_lock(&g_lock);
+	m->reg_prev = NULL;
+	m->reg_next = g_maps;
+	if (g_maps)
+		g_maps->reg_prev = m;
+	g_maps = m;
+	pthread_mutex_unlock(&g_lock);
 }
 
 CMAP_API void cmap_thread_exit(void)
@@ -305,10 +376,17 @@ CMAP_API void cmap_thread_exit(void)
 }
 
 /* Called by cmap_free under the precondition that no thread uses m: make
- * every thread forget m (its cached slot may still name it). */
+ * every thread forget m (its cached slot may still name it), and take m
+ * off the registry. */
 static void forget_map(cmap_t *m)
 {
 	pthread_mutex_lock(&g_lock);
+	if (m->reg_prev)
+		m->reg_prev->reg_next = m->reg_next;
+	else
+		g_maps = m->reg_next;
+	if (m->reg_next)
+		m->reg_next->reg_prev = m->reg_prev;
 	for (rec_t *r = first_rec(m); r; r = r->next) {
 		if (r->owner)
 			st_relaxed(&r->owner->ents[r->owner_slot].map, NULL);
@@ -334,9 +412,13 @@ int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k)
 			return CMAP_ENOMEM;
 		if (b->n)
 			memcpy(it, b->items, b->n * sizeof *it);
-		sys_free(m, b->items, b->cap * sizeof *it);
+		/* The bag points at the new array before the old one is freed
+		 * (a fork in between must not leave it dangling). */
+		gitem_t *old = b->items;
+		size_t old_cap = b->cap;
 		b->items = it;
 		b->cap = cap;
+		sys_free(m, old, old_cap * sizeof *it);
 	}
 	return CMAP_OK;
 }
@@ -466,15 +548,22 @@ CMAP_API size_t cmap_len(const cmap_t *m)
 	return n > 0 ? (size_t)n : 0;
 }
 
-/* cmap_free: run every pending item and free the records. */
+/* cmap_free: run every pending item and free the records.  Destructors
+ * may read the map (joining it: a new record), defer more items or
+ * collect, so the map is forgotten only once no bag holds anything. */
 void cmap__epoch_free_all(cmap_t *m)
 {
+	for (bool again = true; again;) {
+		again = false;
+		for (rec_t *x = first_rec(m); x; x = x->next)
+			for (int i = 0; i < NBAGS; i++)
+				if (x->bags[i].n) {
+					free_bag(m, x, &x->bags[i]);
+					again = true;
+				}
+	}
 	forget_map(m);
 	rec_t *r = first_rec(m);
-	for (rec_t *x = r; x; x = x->next)
-		for (int i = 0; i < NBAGS; i++)
-			if (x->bags[i].n)
-				free_bag(m, x, &x->bags[i]);
 	while (r) {
 		rec_t *next = r->next;
 		for (int i = 0; i < NBAGS; i++)

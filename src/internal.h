@@ -337,6 +337,7 @@ static inline int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
 			return cmap__reserve_slow(m, r, k);
 	return CMAP_OK;
 }
+void cmap__epoch_register(cmap_t *m);
 void cmap__epoch_free_all(cmap_t *m);
 size_t cmap__pending(const cmap_t *m);
 void cmap__global_init(void);
@@ -352,11 +353,15 @@ struct cmap {
 	uint64_t seed;
 	cmap_eq_fn eq;
 	uint32_t ks, vs;
-	bool var; /* ks == 0 || vs == 0: entries are blobs */
+	bool var;   /* ks == 0 || vs == 0: entries are blobs */
+	bool dying; /* cmap_free has begun: writes are refused */
 	unsigned flags;
 	_Atomic(uint64_t) epoch;
 
 	_Alignas(CACHELINE) _Atomic(rec_t *) recs;
+	/* The process's list of live maps (for fork), under the registry
+	 * lock. */
+	struct cmap *reg_prev, *reg_next;
 	/* Set once every record of the map is seen in RD_FENCED mode: from
 	 * then on a local fence is the reclaimer's half of the barrier. */
 	_Atomic(bool) all_fenced;

@@ -960,8 +960,9 @@ static int write_begin(cmap_t *m, rec_t **rp)
 	if (!r)
 		return CMAP_ENOMEM;
 	*rp = r;
-	/* A destructor running inside reclamation must not retire. */
-	if (r->in_reclaim)
+	/* A destructor running inside reclamation must not retire, nor may
+	 * one that cmap_free runs write the map it is destroying. */
+	if (r->in_reclaim || m->dying)
 		return CMAP_EINVAL;
 	return cmap__reserve(m, r, RESERVE_OP);
 }
@@ -1093,6 +1094,7 @@ CMAP_API int cmap_new(cmap_t **out, const cmap_config_t *cfg)
 	m->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
 	st_relaxed(&m->epoch, 0);
 	st_relaxed(&m->recs, NULL);
+	cmap__epoch_register(m);
 	*out = m;
 	return CMAP_OK;
 }
@@ -1135,8 +1137,15 @@ CMAP_API void cmap_free(cmap_t *m)
 {
 	if (!m)
 		return;
-	for (unsigned i = 0; i < FANOUT; i++)
-		free_tree(m, ld_relaxed(&m->root->slot[i]));
+	/* Destructors may read the map: each subtree is detached before it
+	 * is freed, so they find its entries gone, never freed memory; and
+	 * their writes are refused (write_begin). */
+	m->dying = true;
+	for (unsigned i = 0; i < FANOUT; i++) {
+		uintptr_t v = ld_relaxed(&m->root->slot[i]);
+		st_relaxed(&m->root->slot[i], 0);
+		free_tree(m, v);
+	}
 	cmap__epoch_free_all(m);
 	cmap__pool_release_all(m);
 	m->cfg.free(m->cfg.alloc_ctx, m->root, sizeof(inner_t));
