@@ -13,8 +13,10 @@ VALGRIND_TESTS ?= test_unit test_api test_oom test_model test_gc test_threads te
 
 CMAKE ?= cmake
 CTEST ?= ctest
+PREFIX ?= /usr/local
+PKG_BUILD ?= build/pkg
 
-.PHONY: all build release asan tsan valgrind test bench clean format check-format check-loop compare
+.PHONY: all build release asan tsan valgrind test test-release bench clean format check-format check-loop compare install uninstall package
 
 all: build
 build: release
@@ -60,6 +62,21 @@ valgrind: release
 
 test: test-release asan tsan valgrind
 
+# The library (runtime and development files, man pages) into PREFIX, under
+# DESTDIR if set; cmap-perf is not part of it (`cmake --install build/release
+# --component bench` installs it).  uninstall removes what the last install
+# from build/release put down.
+install: release
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install build/release --prefix "$(PREFIX)"
+uninstall:
+	DESTDIR="$(DESTDIR)" $(CMAKE) -DCMAP_MANIFEST=build/release/install_manifest.txt -P cmake/uninstall.cmake
+
+# libcmap0 and libcmap-dev .deb files in $(PKG_BUILD) (CPack), built for
+# /usr from their own build directory.
+package:
+	$(call configure,$(PKG_BUILD),$(CC_RELEASE),-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DCMAP_BUILD_TESTS=OFF -DCMAP_BUILD_BENCH=OFF)
+	cd $(PKG_BUILD) && cpack -G DEB
+
 # Rerun the concurrent tests under TSan until one fails (liburcu's
 # check-loop): `make check-loop LOOPS=1000`.
 check-loop:
@@ -79,7 +96,7 @@ compare:
 clean:
 	rm -rf build
 
-SOURCES = $(wildcard src/*.c src/*.h include/*.h tests/*.c tests/*.h bench/*.c)
+SOURCES = $(wildcard src/*.c src/*.h include/*.h tests/*.c tests/*.h bench/*.c examples/*.c tests/consumer/*.c)
 format:
 	clang-format -i $(SOURCES)
 check-format:

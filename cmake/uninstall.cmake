@@ -1,0 +1,32 @@
+# Removes every file and symlink an install recorded in CMAP_MANIFEST
+# (install_manifest.txt: absolute paths without the install's DESTDIR, so
+# set the same DESTDIR here), then the package's own directory
+# (lib/cmake/cmap) once empty.  Shared directories (include/, lib/pkgconfig,
+# share/man/man3) stay: other packages use them.
+if(NOT EXISTS "${CMAP_MANIFEST}")
+  message(FATAL_ERROR "${CMAP_MANIFEST} not found: nothing was installed from this build")
+endif()
+file(STRINGS "${CMAP_MANIFEST}" files)
+set(own_dirs "")
+foreach(f ${files})
+  set(f "$ENV{DESTDIR}${f}")
+  if(EXISTS "${f}" OR IS_SYMLINK "${f}")
+    message(STATUS "Removing ${f}")
+    file(REMOVE "${f}")
+  endif()
+  get_filename_component(dir "${f}" DIRECTORY)
+  get_filename_component(base "${dir}" NAME)
+  if(base STREQUAL "cmap")
+    list(APPEND own_dirs "${dir}")
+  endif()
+endforeach()
+if(own_dirs)
+  list(REMOVE_DUPLICATES own_dirs)
+endif()
+foreach(d ${own_dirs})
+  file(GLOB left "${d}/*")
+  if(NOT left)
+    file(REMOVE_RECURSE "${d}")
+  endif()
+endforeach()
+file(REMOVE "${CMAP_MANIFEST}")
