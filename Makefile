@@ -1,5 +1,7 @@
 # Thin front-end over CMake.  `make bench` and `make test` are the README's
-# quick start; everything builds under build/.
+# quick start; everything builds under build/.  Each run first installs the
+# build dependencies its goals need when missing (tools/deps.sh: as root
+# through apt-get, otherwise it prints the command); DEPS=true skips that.
 , := ,
 CC_RELEASE ?= gcc
 CC_ASAN    ?= clang
@@ -13,13 +15,20 @@ VALGRIND_TESTS ?= test_unit test_api test_oom test_model test_gc test_threads te
 
 CMAKE ?= cmake
 CTEST ?= ctest
+DEPS  ?= sh tools/deps.sh
 PREFIX ?= /usr/local
 PKG_BUILD ?= build/pkg
 
-.PHONY: all build release asan tsan valgrind test test-release bench clean format check-format check-loop compare install uninstall package
+# The dependency profile of this run's goals: test > package > bench.
+DEPS_PROFILE := $(if $(filter test test-release asan tsan valgrind check-loop,$(MAKECMDGOALS)),test,$(if $(filter package,$(MAKECMDGOALS)),package,bench))
+
+.PHONY: all build deps release asan tsan valgrind test test-release bench clean format check-format check-loop compare install uninstall package
 
 all: build
 build: release
+
+deps:
+	@$(DEPS) $(DEPS_PROFILE)
 
 define configure
 	@mkdir -p $(1)
@@ -27,7 +36,7 @@ define configure
 	$(CMAKE) --build $(1) -j$(JOBS)
 endef
 
-release:
+release: deps
 	$(call configure,build/release,$(CC_RELEASE),-DCMAKE_BUILD_TYPE=Release)
 
 
@@ -37,7 +46,7 @@ bench: release
 test-release: release
 	cd build/release && $(CTEST) --output-on-failure -j$(JOBS)
 
-asan:
+asan: deps
 	$(call configure,build/asan,$(CC_ASAN),-DCMAKE_BUILD_TYPE=Debug -DCMAP_SANITIZE=address$(,)undefined)
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(CTEST) --output-on-failure -j$(JOBS)
@@ -45,7 +54,7 @@ asan:
 # ThreadSanitizer: tests divide their iteration counts by CMAP_TEST_SCALE.
 # Some kernels' mmap randomisation breaks TSan's shadow layout; setarch -R
 # (no ASLR for this process tree) avoids that without changing the system.
-tsan:
+tsan: deps
 	$(call configure,build/tsan,$(CC_TSAN),-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAP_SANITIZE=thread)
 	cd build/tsan && CMAP_TEST_SCALE=4 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		$(shell command -v setarch >/dev/null 2>&1 && echo "setarch $$(uname -m) -R") \
@@ -73,7 +82,7 @@ uninstall:
 
 # libcmap0 and libcmap-dev .deb files in $(PKG_BUILD) (CPack), built for
 # /usr from their own build directory.
-package:
+package: deps
 	$(call configure,$(PKG_BUILD),$(CC_RELEASE),-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DCMAP_BUILD_TESTS=OFF -DCMAP_BUILD_BENCH=OFF)
 	cd $(PKG_BUILD) && cpack -G DEB
 
@@ -98,6 +107,8 @@ clean:
 
 SOURCES = $(wildcard src/*.c src/*.h include/*.h tests/*.c tests/*.h bench/*.c examples/*.c tests/consumer/*.c)
 format:
+	@$(DEPS) format
 	clang-format -i $(SOURCES)
 check-format:
+	@$(DEPS) format
 	clang-format --dry-run --Werror $(SOURCES)
