@@ -27,6 +27,14 @@
  * calls cmap_thread_exit().  There is no limit on the number of threads and
  * thread records are reused, so short-lived threads do not leak.
  *
+ * fork().  The child may go on using the maps it inherited, and create new
+ * ones.  The parent's other threads do not exist in the child: what they
+ * were doing is abandoned at fork time (their replaced or removed entries'
+ * destructors and their deferred callbacks run in the parent only, and
+ * cmap_len may be off by the writes they were in the middle of).
+ * libcmap.so may be dlclose'd once every map is freed, even while threads
+ * that used it live on.
+ *
  * Environment.  The first cmap_new registers the process for
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED); reclamation then interrupts
  * the CPUs running the process's threads about once per 4096 retirements.
@@ -218,7 +226,10 @@ typedef struct cmap cmap_t;
 int cmap_new(cmap_t **out, const cmap_config_t *cfg);
 
 /* Free a map and everything in it, running the destructors of every live
- * entry and of all pending garbage.
+ * entry and of all pending garbage.  Those destructors may read the map
+ * (entries already destroyed are gone from it), call cmap_defer_free and
+ * cmap_collect; its writes return CMAP_EINVAL.  Every deferred callback has
+ * run when cmap_free returns.
  * Threading precondition: no other thread uses the map, now or later.
  * NULL is a no-op. */
 void cmap_free(cmap_t *map);
@@ -288,7 +299,13 @@ size_t cmap_collect(cmap_t *map);
 /* Leave every map the calling thread has joined (also done automatically
  * at thread exit).  The thread may use maps again afterwards.
  * Precondition: not called from inside a cmap_get_with callback or a
- * destructor. */
+ * destructor.
+ * Callbacks and destructors must return normally.  A thread that leaves
+ * one anyway (longjmp, pthread_cancel, a C++ exception) is still inside
+ * the operation that called it, which holds back every map's reclamation:
+ * it must call cmap_thread_exit() before anything else of cmap (nothing is
+ * freed twice: the destructor that did not return is simply not run
+ * again). */
 void cmap_thread_exit(void);
 
 /* ---- introspection ---------------------------------------------------- */
