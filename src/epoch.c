@@ -86,6 +86,7 @@ struct tent {
 struct tctx {
 	struct tent *ents;
 	size_t n, cap;
+	struct tctx *prev, *next; /* g_ctxs, under g_lock */
 };
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -93,10 +94,23 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t g_key;
 static bool g_key_ok;
 static cmap_t *g_maps; /* live maps, under g_lock (for fork) */
+/* Every thread's list, under g_lock, and a generation bumped when unloading
+ * the library frees them all: a thread's tl_ctx counts only if its tl_gen
+ * is current. */
+static struct tctx *g_ctxs;
+static _Atomic(unsigned) g_gen;
 
 __attribute__((
     tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
 static _Thread_local struct tctx *tl_ctx;
+static _Thread_local unsigned tl_gen;
+
+static struct tctx *my_ctx(void)
+{
+	/* Relaxed: the generation only changes while no map exists (at
+	 * unload), when no operation can race with it. */
+	return tl_gen == ld_relaxed(&g_gen) ? tl_ctx : NULL;
+}
 
 static void thread_leave_all(struct tctx *ctx);
 static rec_t *first_rec(const cmap_t *m);
@@ -135,11 +149,24 @@ static void global_init(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-/* Unloading libcmap.so (dlclose): threads that outlive it must not call a
- * key destructor that is gone.  Their small per-thread list is left to
- * leak; the maps themselves were freed before (cmap_free precondition). */
+/* Unloading libcmap.so (dlclose), or process exit: threads that outlive
+ * the library must not call a key destructor that is gone, and their lists
+ * must not leak.  Lists are freed only when no map is left (the unload
+ * precondition); at an exit with live maps, threads may still be using
+ * them. */
 __attribute__((destructor)) static void global_fini(void)
 {
+	pthread_mutex_lock(&g_lock);
+	if (!g_maps) {
+		while (g_ctxs) {
+			struct tctx *c = g_ctxs;
+			g_ctxs = c->next;
+			free(c->ents);
+			free(c);
+		}
+		st_relaxed(&g_gen, ld_relaxed(&g_gen) + 1);
+	}
+	pthread_mutex_unlock(&g_lock);
 	if (g_key_ok)
 		pthread_key_delete(g_key);
 	g_key_ok = false;
@@ -232,7 +259,7 @@ static rec_t *claim_record(cmap_t *m)
 rec_t *cmap__join(cmap_t *m)
 {
 	rec_t *r = NULL;
-	struct tctx *ctx = tl_ctx;
+	struct tctx *ctx = my_ctx();
 	/* Fast path: a map this thread joined before (the cache holds only
 	 * the last one).  Relaxed: only cmap_free, which the caller ordered
 	 * before any later use of a map at this address, clears entries. */
@@ -245,14 +272,19 @@ rec_t *cmap__join(cmap_t *m)
 	}
 	cmap__global_init();
 	pthread_mutex_lock(&g_lock);
-	ctx = tl_ctx;
+	ctx = my_ctx();
 	if (!ctx) {
 		ctx = calloc(1, sizeof *ctx);
 		if (!ctx)
 			goto out;
 		if (g_key_ok)
 			pthread_setspecific(g_key, ctx);
+		ctx->next = g_ctxs;
+		if (g_ctxs)
+			g_ctxs->prev = ctx;
+		g_ctxs = ctx;
 		tl_ctx = ctx;
+		tl_gen = ld_relaxed(&g_gen);
 	}
 	size_t free_slot = ctx->n;
 	for (size_t i = 0; i < ctx->n; i++) {
@@ -309,6 +341,12 @@ static void release_records(struct tctx *ctx, bool abandoned)
 		st_release(&r->state, ld_relaxed(&cmap__rdmode));
 		r->owner = NULL;
 	}
+	if (ctx->prev)
+		ctx->prev->next = ctx->next;
+	else
+		g_ctxs = ctx->next;
+	if (ctx->next)
+		ctx->next->prev = ctx->prev;
 	free(ctx->ents);
 	free(ctx);
 }
@@ -347,7 +385,7 @@ static void fork_child(void)
 {
 	for (cmap_t *m = g_maps; m; m = m->reg_next)
 		for (rec_t *r = first_rec(m); r; r = r->next)
-			if (r->owner && r->owner != tl_ctx)
+			if (r->owner && r->owner != my_ctx())
 				release_records(r->owner, true);
 	pthread_mutex_unlock(&g_lock);
 }
@@ -365,7 +403,7 @@ void cmap__epoch_register(cmap_t *m)
 
 CMAP_API void cmap_thread_exit(void)
 {
-	struct tctx *ctx = tl_ctx;
+	struct tctx *ctx = my_ctx();
 	if (!ctx)
 		return;
 	tl_ctx = NULL;
