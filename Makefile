@@ -69,7 +69,34 @@ valgrind: release
 	  else echo "valgrind: $$t not built, skipped"; fi; \
 	done
 
-test: test-release asan tsan valgrind
+test: test-release asan tsan valgrind fuzz-check
+
+# libFuzzer (clang): tests/fuzz/fuzz_map.c against the library compiled with
+# -fsanitize=fuzzer-no-link,address,undefined, in build/fuzz.  `make fuzz
+# SECONDS=N` fuzzes build/fuzz/corpus (seeded from tests/fuzz/corpus; crashes
+# go to build/fuzz/artifacts); FUZZ_JOBS=2 runs two workers (the most to use
+# on 2 cores).  fuzz-check, part of `make test`, replays every seed, then
+# fuzzes FUZZ_CHECK_SECONDS.
+SECONDS ?= 300
+FUZZ_JOBS ?= 1
+FUZZ_CHECK_SECONDS ?= 60
+CC_FUZZ ?= clang
+FUZZ_FLAGS = -timeout=60 -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/
+.PHONY: fuzz fuzz-build fuzz-check
+fuzz-build:
+	@$(DEPS) test
+	$(call configure,build/fuzz,$(CC_FUZZ),-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAP_FUZZ=ON -DCMAP_SANITIZE=fuzzer-no-link$(,)address$(,)undefined -DCMAP_BUILD_TESTS=OFF -DCMAP_BUILD_BENCH=OFF -DCMAP_INSTALL=OFF)
+	@mkdir -p build/fuzz/corpus build/fuzz/check-corpus build/fuzz/artifacts
+fuzz: fuzz-build
+	cp -n tests/fuzz/corpus/* build/fuzz/corpus/
+	./build/fuzz/fuzz_map $(FUZZ_FLAGS) -max_total_time=$(SECONDS) \
+		$(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) build/fuzz/corpus
+fuzz-check: fuzz-build
+	./build/fuzz/fuzz_map tests/fuzz/corpus/* >build/fuzz/replay.log 2>&1 || { tail -n 40 build/fuzz/replay.log; exit 1; }
+	@echo "fuzz-check: replayed $$(ls tests/fuzz/corpus | wc -l) seeds"
+	./build/fuzz/fuzz_map $(FUZZ_FLAGS) -max_total_time=$(FUZZ_CHECK_SECONDS) build/fuzz/check-corpus tests/fuzz/corpus \
+		>build/fuzz/check.log 2>&1 || { tail -n 60 build/fuzz/check.log; exit 1; }
+	@grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss)' build/fuzz/check.log
 
 # The library (runtime and development files, man pages) into PREFIX, under
 # DESTDIR if set; cmap-perf is not part of it (`cmake --install build/release
@@ -106,6 +133,7 @@ clean:
 	rm -rf build
 
 SOURCES = $(wildcard src/*.c src/*.h include/*.h tests/*.c tests/*.h bench/*.c examples/*.c tests/consumer/*.c)
+SOURCES += $(wildcard tests/fuzz/*.c)
 format:
 	@$(DEPS) format
 	clang-format -i $(SOURCES)

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of tests/fuzz/fuzz_map.c (input format: its header
+comment): every configuration and every operation at least once.
+
+    python3 tests/fuzz/gen_corpus.py [DIR]     (default: tests/fuzz/corpus)
+
+Deterministic; the files are named after what they cover.
+"""
+import os
+import sys
+
+(SET, GET, REMOVE, GET_WITH, SET2, REMOVE2, BATCH, LEN, VALIDATE, DEFER,
+ COLLECT, DRAIN, THREAD_EXIT, INVALID, BULK_SET, BULK_REMOVE, CHECK_ALL,
+ NEXT_MAP, MISC, BAD_CONFIG) = range(20)
+
+KSIZE = {0: 0, 4: 1, 8: 2, 16: 3}
+VSIZE = {0: 0, 8: 1, 24: 2}
+HASH = {"fixed": 0, "random": 1, "identity": 2, "city": 3, "collide": 4,
+        "masked": 6}
+EQ = {None: 0, "exact": 1, "masked": 2}
+EVERY = {0: 0, 3: 5, 11: 6, 37: 7}
+
+
+class Map:
+    """One segment: the configuration bytes, then operations."""
+
+    def __init__(self, ks=4, vs=8, hash="fixed", nopool=False, kdtor=False,
+                 vdtor=False, dcalls=False, eq=None, hooks=False,
+                 size0=False, typed=False, ids=16, collide=1, every=0,
+                 seed=7, new_fail=None):
+        self.ks, self.vs, self.hooks = ks, vs, hooks
+        self.ids = ids
+        c0 = KSIZE[ks] | VSIZE[vs] << 2 | HASH[hash] << 4 | nopool << 7
+        c1 = (kdtor | vdtor << 1 | dcalls << 2 | EQ[eq] << 3 | hooks << 5
+              | size0 << 6 | typed << 7)
+        c2 = (ids.bit_length() - 2) | (collide - 1) << 3 | EVERY[every] << 5
+        c3 = seed & 0x7f
+        if new_fail is not None:
+            c3 = 0x80 | (new_fail - 1) & 3
+        self.b = bytearray([c0, c1, c2, c3])
+
+    def op(self, kind, fail=0, k=1):
+        self.b.append(kind | fail << 5)
+        if fail == 4 and self.hooks:
+            self.b.append(k - 1)
+        return self
+
+    def key(self, id, v=0):
+        self.b.append((id % 64) << 2 | v)
+        if self.ids > 64:
+            self.b.append(id >> 6)
+        return self
+
+    def set(self, id, v=0, flags=0, vlen=8, fail=0):
+        self.op(SET, fail).key(id, v).b += bytes([flags, vlen])
+        return self
+
+    def get(self, id, v=0, flags=0, fail=0):
+        self.op(GET, fail).key(id, v).b.append(flags)
+        return self
+
+    def remove(self, id, v=0, flags=0, fail=0):
+        self.op(REMOVE, fail).key(id, v).b.append(flags)
+        return self
+
+    def get_with(self, id, v=0, nested=None):
+        self.op(GET_WITH).key(id, v).b.append(1 if nested else 0)
+        if nested:
+            nested(self)
+        return self
+
+    def batch(self, n, start=0, stride=1, flags=0):
+        self.op(BATCH).b.append(flags)
+        if self.ks and self.vs:
+            self.b += bytes([n, stride])
+            self.key(start)
+        return self
+
+    def simple(self, kind, fail=0):
+        return self.op(kind, fail)
+
+    def validate(self, flags=2):
+        self.op(VALIDATE).b.append(flags)
+        return self
+
+    def bulk(self, kind, start, n, flags=0, vlen=0, v=0, fail=0):
+        self.op(kind, fail).b += bytes([(n - 1) % 64, flags, vlen])
+        return self.key(start, v)
+
+    def invalid(self, sub, id=1):
+        self.op(INVALID).b.append(sub)
+        self.key(id)
+        self.b.append(3)  # oversize lengths: CMAP_MAX_VAR_LEN + 1 + 3
+        s = sub % 19
+        extra = {6: 0 if self.ks else 1, 8: 1 if self.ks else 0,
+                 10: 1 if self.vs else 0, 11: 0 if self.vs else 1,
+                 16: 1}.get(s, 0)
+        self.b += bytes([1] * extra)
+        return self
+
+    def bad_config(self, sub):
+        self.op(BAD_CONFIG).b.append(sub)
+        if sub % 11 in (0, 1, 2, 3, 6):
+            self.b.append(5)
+        return self
+
+    def misc(self, data=b"cmap fuzz"):
+        self.op(MISC).b.append(len(data))
+        self.b += data
+        self.b.append(42)
+        return self
+
+
+def tour(m):
+    """Every operation, with its flag variants, on a small key space."""
+    for i in range(6):
+        m.set(i, flags=0, vlen=3 + 9 * i)
+    m.set(0, vlen=0, flags=0x10)           # empty value (NULL pointer)
+    m.set(1, flags=1, vlen=20)             # replace, old, ample buffer
+    m.set(2, flags=1 | 1 << 1, vlen=7)     # old, no capacity
+    m.set(3, flags=1 | 2 << 1, vlen=250)   # old, one byte short
+    m.set(4, flags=1 | 3 << 1 | 8, vlen=33)  # old, exact; old_len (fixed)
+    m.set(5, v=1, vlen=12)                 # another variant
+    m.get(1).get(1, flags=1).get(1, flags=3).get(2, flags=1 << 2)
+    m.get(3, flags=2 << 2).get(3, flags=3 << 2).get(9)
+    m.get_with(1).get_with(9)
+    m.get_with(2, nested=lambda m: m.set(2, flags=1, vlen=5))
+    m.get_with(3, nested=lambda m: m.remove(3, flags=1))
+    m.batch(5, start=0, stride=1).batch(40, start=1, stride=9, flags=1)
+    m.batch(0, flags=2)
+    m.simple(LEN).validate(0).validate(1).validate(2)
+    m.simple(DEFER).simple(COLLECT).simple(DEFER)
+    m.remove(1, flags=1).remove(2).remove(4, flags=1 | 1 << 1)
+    m.remove(5, v=1, flags=1 | 3 << 1 | 8).remove(9)
+    m.simple(DRAIN).simple(THREAD_EXIT).get(0).simple(COLLECT)
+    m.simple(CHECK_ALL)
+    return m
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "corpus")
+    os.makedirs(out, exist_ok=True)
+    seeds = {}
+
+    # Every key size x value size, the whole tour.
+    for ks in (0, 4, 8, 16):
+        for vs in (0, 8, 24):
+            seeds[f"tour-k{ks}-v{vs}"] = tour(Map(ks, vs, vdtor=True))
+    # Every hasher: a bulk load that splits buckets, then removes that
+    # contract the trie again.
+    for h in HASH:
+        for ks in ((4, 8) if h == "identity" else (0, 8)):
+            m = Map(ks, 8, hash=h, ids=256, collide=3)
+            m.bulk(BULK_SET, 0, 64).bulk(BULK_SET, 64, 64, vlen=9, v=2)
+            m.validate().bulk(BULK_REMOVE, 0, 60).validate()
+            m.simple(CHECK_ALL)
+            seeds[f"hash-{h}-k{ks}"] = m
+    # Full-hash collisions: one and two hash values, many keys.
+    for c in (1, 2, 4):
+        m = Map(0, 0, hash="collide", ids=128, collide=c, kdtor=True,
+                vdtor=True)
+        m.bulk(BULK_SET, 0, 64, vlen=5).bulk(BULK_SET, 64, 64, vlen=77)
+        m.validate().get(70).bulk(BULK_REMOVE, 10, 50).validate()
+        m.bulk(BULK_REMOVE, 60, 64).validate().simple(DRAIN)
+        seeds[f"collide-{c}"] = m
+    # Equality: exact custom, masked (variants are one key).
+    for eq in ("exact", "masked"):
+        for ks in (0, 8):
+            m = Map(ks, 0, hash="collide" if ks else "fixed", eq=eq,
+                    kdtor=True, vdtor=True, ids=32, collide=2)
+            for v in range(4):
+                m.set(3, v=v, vlen=10 + v).get(3, v=(v + 1) % 4)
+            m.get_with(3, v=1).remove(3, v=2, flags=1).get(3)
+            m.bulk(BULK_SET, 0, 32, v=3).validate().simple(CHECK_ALL)
+            seeds[f"eq-{eq}-k{ks}"] = m
+    # Destructors that call back into the map, inside collect and free.
+    for ks, vs in ((4, 8), (0, 0), (16, 24)):
+        m = Map(ks, vs, kdtor=True, vdtor=True, dcalls=True, ids=64)
+        m.bulk(BULK_SET, 0, 40, vlen=6).bulk(BULK_SET, 0, 40, vlen=2)
+        m.simple(COLLECT).simple(DEFER).simple(DRAIN)
+        m.bulk(BULK_REMOVE, 0, 20).simple(COLLECT).simple(COLLECT)
+        m.simple(COLLECT).simple(COLLECT).simple(DRAIN)
+        seeds[f"dtor-calls-k{ks}-v{vs}"] = m
+    # Allocator hooks: each injection mode, with and without the pools,
+    # with cmap_new failing, and failing every Nth allocation.
+    for nopool in (False, True):
+        for ks, vs in ((4, 8), (0, 0)):
+            m = Map(ks, vs, hooks=True, nopool=nopool, kdtor=True,
+                    vdtor=True, ids=64, new_fail=2)
+            for fail in (4, 5, 6, 7):
+                m.bulk(BULK_SET, 0, 40, fail=fail, vlen=fail)
+                m.bulk(BULK_REMOVE, 0, 40, fail=fail)
+                m.set(1, fail=fail).get(1, fail=fail)
+                m.op(GET_WITH, fail).key(1).b.append(0)
+                m.op(DEFER, fail).op(VALIDATE, fail).b.append(0)
+                m.op(THREAD_EXIT).op(GET, 6).key(1).b.append(0)
+            m.validate().simple(DRAIN)
+            seeds[f"oom-{'nopool' if nopool else 'pool'}-k{ks}-v{vs}"] = m
+    for every in (3, 11, 37):
+        m = Map(0, 8, hooks=True, nopool=True, every=every, ids=64,
+                vdtor=True)
+        m.bulk(BULK_SET, 0, 64).bulk(BULK_REMOVE, 0, 64).validate()
+        seeds[f"oom-every-{every}"] = m
+    # The typed wrappers (u32 -> u64).
+    m = Map(4, 8, hash="random", typed=True)
+    for i in range(8):
+        m.set(i, flags=0x20)
+    m.set(1, flags=0x21).get(2, flags=0x20).remove(3, flags=0x21)
+    m.remove(4, flags=0x20).simple(LEN)
+    seeds["typed"] = m
+    # config.size 0 (the 0.2 layout), identity hashers, several maps.
+    m = Map(8, 24, hash="identity", size0=True)
+    m.set(1).set(2).simple(NEXT_MAP)
+    m.b += Map(16, 0, hash="city", kdtor=True).b[:4]
+    m.ks, m.vs = 16, 0
+    m.set(1, vlen=90).get_with(1).simple(NEXT_MAP)
+    m.b += Map(0, 24, hash="masked", eq="masked").b[:4]
+    m.ks, m.vs = 0, 24
+    m.set(0).set(1).set(2).get(1).simple(THREAD_EXIT).get(2)
+    seeds["next-map"] = m
+    # Bad arguments and bad configurations, every kind.
+    for ks, vs in ((4, 8), (0, 0), (0, 8), (8, 0)):
+        m = Map(ks, vs, hooks=True)
+        m.set(1, vlen=4)
+        for sub in range(19):
+            m.invalid(sub)
+        for sub in range(11):
+            m.bad_config(sub)
+        m.misc().misc(bytes(range(40)))
+        seeds[f"invalid-k{ks}-v{vs}"] = m
+
+    for name, m in seeds.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(bytes(m.b))
+    print(f"{len(seeds)} seeds, {sum(len(m.b) for m in seeds.values())} "
+          f"bytes in {out}")
+
+
+if __name__ == "__main__":
+    main()
