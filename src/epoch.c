@@ -72,20 +72,30 @@
  * exits), so attempts must be rare.  Blocks are reclaimed cold; free_bag
  * prefetches them. */
 #define COLLECT_EVERY 4096
-#define BAG_MIN	      64
+/* Bags start small (a thread that writes a map once needs room for two
+ * retirements) and double as needed. */
+#define BAG_MIN 4
 
 _Atomic(unsigned) cmap__rdmode = RD_FENCED;
 
-/* One thread's list of the maps it has joined. */
+/*
+ * One thread's maps: an open-addressing table keyed by map id (ids are never
+ * reused), so a thread that alternates between thousands of maps finds each
+ * record in O(1).  An entry whose map was freed keeps its id (a tombstone:
+ * lookups probe past it, joins reuse it); the table is rebuilt without
+ * tombstones when it is half full.
+ */
 struct tent {
 	/* NULL: free slot, or the map was freed.  Written under g_lock (also
 	 * by cmap_free in another thread), read by the owner without it. */
 	_Atomic(cmap_t *) map;
+	uint64_t id; /* 0: never used */
 	rec_t *rec;
 };
 struct tctx {
 	struct tent *ents;
-	size_t n, cap;
+	size_t n,
+	    cap; /* slots with an id (tombstones included); a power of 2 */
 	struct tctx *prev, *next; /* g_ctxs, under g_lock */
 };
 
@@ -256,6 +266,45 @@ static rec_t *claim_record(cmap_t *m)
 	return r;
 }
 
+static size_t slot_of(const struct tctx *ctx, uint64_t id)
+{
+	return (size_t)id & (ctx->cap - 1); /* ids are consecutive */
+}
+
+/* Under g_lock: a table of twice the live entries (at least 8 slots),
+ * without tombstones.  Records learn their new slot. */
+static bool rebuild(struct tctx *ctx)
+{
+	size_t live = 0;
+	for (size_t i = 0; i < ctx->cap; i++)
+		live += ld_relaxed(&ctx->ents[i].map) != NULL;
+	size_t cap = 8;
+	while (cap < 4 * (live + 1))
+		cap *= 2;
+	struct tent *e = calloc(cap, sizeof *e);
+	if (!e)
+		return false;
+	struct tctx old = *ctx;
+	ctx->ents = e;
+	ctx->cap = cap;
+	ctx->n = 0;
+	for (size_t i = 0; i < old.cap; i++) {
+		cmap_t *m = ld_relaxed(&old.ents[i].map);
+		if (!m)
+			continue;
+		size_t j = slot_of(ctx, old.ents[i].id);
+		while (e[j].id)
+			j = (j + 1) & (cap - 1);
+		e[j].id = old.ents[i].id;
+		e[j].rec = old.ents[i].rec;
+		e[j].rec->owner_slot = j;
+		st_relaxed(&e[j].map, m);
+		ctx->n++;
+	}
+	free(old.ents);
+	return true;
+}
+
 rec_t *cmap__join(cmap_t *m)
 {
 	rec_t *r = NULL;
@@ -263,8 +312,10 @@ rec_t *cmap__join(cmap_t *m)
 	/* Fast path: a map this thread joined before (the cache holds only
 	 * the last one).  Relaxed: only cmap_free, which the caller ordered
 	 * before any later use of a map at this address, clears entries. */
-	for (size_t i = 0; ctx && i < ctx->n; i++) {
-		if (ld_relaxed(&ctx->ents[i].map) == m) {
+	for (size_t i = ctx ? slot_of(ctx, m->id) : 0; ctx && ctx->ents[i].id;
+	     i = (i + 1) & (ctx->cap - 1)) {
+		if (ctx->ents[i].id == m->id &&
+		    ld_relaxed(&ctx->ents[i].map) == m) {
 			r = ctx->ents[i].rec;
 			cmap__tl = (struct tlcache){m, m->id, r};
 			return r;
@@ -286,28 +337,20 @@ rec_t *cmap__join(cmap_t *m)
 		tl_ctx = ctx;
 		tl_gen = ld_relaxed(&g_gen);
 	}
-	size_t free_slot = ctx->n;
-	for (size_t i = 0; i < ctx->n; i++) {
-		if (!ld_relaxed(&ctx->ents[i].map) && free_slot == ctx->n)
-			free_slot = i;
-	}
-	if (free_slot == ctx->cap) {
-		size_t cap = ctx->cap ? 2 * ctx->cap : 4;
-		struct tent *e = realloc(ctx->ents, cap * sizeof *e);
-		if (!e)
-			goto out;
-		ctx->ents = e;
-		ctx->cap = cap;
-	}
+	if (2 * (ctx->n + 1) > ctx->cap && !rebuild(ctx))
+		goto out;
+	size_t i = slot_of(ctx, m->id);
+	while (ld_relaxed(&ctx->ents[i].map))
+		i = (i + 1) & (ctx->cap - 1);
 	r = claim_record(m);
 	if (!r)
 		goto out;
 	r->owner = ctx;
-	r->owner_slot = free_slot;
-	ctx->ents[free_slot].rec = r;
-	st_relaxed(&ctx->ents[free_slot].map, m);
-	if (free_slot == ctx->n)
-		ctx->n++;
+	r->owner_slot = i;
+	ctx->n += !ctx->ents[i].id;
+	ctx->ents[i].id = m->id;
+	ctx->ents[i].rec = r;
+	st_relaxed(&ctx->ents[i].map, m);
 out:
 	pthread_mutex_unlock(&g_lock);
 	if (r)
@@ -322,7 +365,7 @@ out:
  * not have stored yet: its bags are dropped, never freed twice. */
 static void release_records(struct tctx *ctx, bool abandoned)
 {
-	for (size_t i = 0; i < ctx->n; i++) {
+	for (size_t i = 0; i < ctx->cap; i++) {
 		rec_t *r = ctx->ents[i].rec;
 		if (!ld_relaxed(&ctx->ents[i].map))
 			continue;
@@ -438,8 +481,9 @@ static void forget_map(cmap_t *m)
 
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k)
 {
-	for (int i = 0; i < NBAGS; i++) {
-		bag_t *b = &r->bags[i];
+	uint64_t e = ld_relaxed(&r->state) >> ST_SHIFT;
+	for (uint64_t g = e; g <= e + 1; g++) {
+		bag_t *b = &r->bags[g % NBAGS];
 		if (b->cap - b->n >= k)
 			continue;
 		size_t cap = b->cap ? b->cap : BAG_MIN;
@@ -607,6 +651,7 @@ void cmap__epoch_free_all(cmap_t *m)
 		for (int i = 0; i < NBAGS; i++)
 			sys_free(m, r->bags[i].items,
 				 r->bags[i].cap * sizeof(gitem_t));
+		sys_free(m, r->pool, sizeof *r->pool);
 		sys_free(m, r, sizeof *r);
 		r = next;
 	}

@@ -180,12 +180,16 @@ typedef struct pool_local {
 	size_t chunk_size; /* size of the next chunk to carve */
 } pool_local_t;
 
+struct nursery;
 typedef struct pool_shared {
 	/* Lock-free stacks: chunks (for cmap_free) and per-class depots of
 	 * free-block batches that balance memory between threads. */
 	_Atomic(void *) chunks;
 	_Atomic(void *) depot[POOL_NCLASS];
 	_Atomic(size_t) reserved; /* bytes obtained from the hooks */
+	/* The chunk that threads without a pool of their own carve (pool.c,
+	 * COLD_ALLOCS). */
+	_Atomic(struct nursery *) nursery;
 } pool_shared_t;
 
 struct rec;
@@ -208,7 +212,7 @@ static inline size_t pool_cls_size(unsigned c)
 static inline void *pool_alloc(cmap_t *m, pool_local_t *pl, struct rec *r,
 			       size_t size, bool pooled)
 {
-	if (pooled && size <= POOL_MAX) {
+	if (pooled && pl && size <= POOL_MAX) {
 		unsigned c = pool_cls(size);
 		void *p = pl->free[c];
 		if (p) {
@@ -229,7 +233,7 @@ static inline void *pool_alloc(cmap_t *m, pool_local_t *pl, struct rec *r,
 static inline void pool_dealloc(cmap_t *m, pool_local_t *pl, struct rec *r,
 				void *p, size_t size, bool pooled)
 {
-	if (p && pooled && size <= POOL_MAX) {
+	if (p && pooled && pl && size <= POOL_MAX) {
 		unsigned c = pool_cls(size);
 		if (pl->nfree[c] < POOL_LOCAL_MAX) {
 			/* Two link words stay unpoisoned (the depot uses the
@@ -314,8 +318,11 @@ typedef struct rec {
 	unsigned nest;	     /* critical-section nesting (get_with callbacks) */
 	unsigned in_reclaim; /* running destructors: no retiring now */
 	unsigned since_collect; /* retirements since the last collect */
-	_Alignas(CACHELINE) bag_t bags[NBAGS];
-	pool_local_t pool;
+	unsigned cold;		/* blocks taken from the map's nursery */
+	/* The thread's own free lists and chunk, made on demand (pool.c):
+	 * a thread that barely uses a map costs it no more than this. */
+	pool_local_t *pool;
+	bag_t bags[NBAGS];
 	/* Ownership, protected by the process-wide registry lock. */
 	struct tctx *owner;
 	size_t owner_slot;
@@ -328,12 +335,15 @@ size_t cmap__nrecords(const cmap_t *m);
 void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g);
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
 
-/* Make room for k retirements in every bag before an operation, so that
- * retiring after its CAS cannot fail. */
+/* Make room for k retirements before an operation, so that retiring after
+ * its CAS cannot fail.  Inside an operation that announced e, the tag of a
+ * retirement is e or e + 1 (E cannot pass e + 1 meanwhile): only those two
+ * bags need the room. */
 static inline int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
 {
-	for (int i = 0; i < NBAGS; i++)
-		if (r->bags[i].cap - r->bags[i].n < k)
+	uint64_t e = ld_relaxed(&r->state) >> ST_SHIFT; /* our own store */
+	for (uint64_t g = e; g <= e + 1; g++)
+		if (r->bags[g % NBAGS].cap - r->bags[g % NBAGS].n < k)
 			return cmap__reserve_slow(m, r, k);
 	return CMAP_OK;
 }
@@ -373,13 +383,13 @@ struct cmap {
  * cmap_free, which go to the hooks or release chunks wholesale). */
 static inline void *cmap__alloc(cmap_t *m, rec_t *r, size_t size)
 {
-	return pool_alloc(m, r ? &r->pool : NULL, r, size,
+	return pool_alloc(m, r ? r->pool : NULL, r, size,
 			  r && !(m->flags & CMAP_NO_POOL));
 }
 
 static inline void cmap__dealloc(cmap_t *m, rec_t *r, void *p, size_t size)
 {
-	pool_dealloc(m, r ? &r->pool : NULL, r, p, size,
+	pool_dealloc(m, r ? r->pool : NULL, r, p, size,
 		     r && !(m->flags & CMAP_NO_POOL));
 }
 

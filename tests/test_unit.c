@@ -86,7 +86,7 @@ static void test_pool(void)
 		CHECK_EQ(*(int *)many[i], i);
 		cmap__dealloc(m, r, many[i], 48);
 	}
-	CHECK(r->pool.nfree[2] <= 1024);
+	CHECK(r->pool->nfree[2] <= 1024);
 	for (int i = 0; i < NB; i++)
 		many[i] = cmap__alloc(m, r, 48);
 	for (int i = 0; i < NB; i++)
