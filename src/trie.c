@@ -620,12 +620,13 @@ static inline size_t value_len(const cmap_t *m, bucket_t *b, uint32_t i)
 	return m->var ? bvent(b, i)->blob->vlen : m->vs;
 }
 
-/* Does the caller's buffer fit entry i's value?  Fixed sizes always fit;
- * a variable-length value needs *len >= its length. */
+/* Does the caller's buffer fit entry i's value?  Fixed sizes always fit
+ * (also with variable-length keys); a variable-length value needs
+ * *len >= its length. */
 static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 			size_t *len)
 {
-	if (!out || !m->var)
+	if (!out || m->vs)
 		return true;
 	if (*len >= value_len(m, b, i))
 		return true;
@@ -835,7 +836,7 @@ CMAP_API int cmap_get(cmap_t *m, const void *key, size_t klen, void *val,
 	int rc = check_key(m, key, klen);
 	if (unlikely(rc != CMAP_OK))
 		return rc;
-	if (unlikely(m->var && val && !vlen))
+	if (unlikely(!m->vs && val && !vlen))
 		return CMAP_EINVAL;
 	uint64_t h = hash_of(m, key, klen);
 	rec_t *r = cmap__enter(m);
@@ -985,7 +986,7 @@ CMAP_API int cmap_set(cmap_t *m, const void *key, size_t klen, const void *val,
 		return CMAP_EINVAL;
 	if (m->vs ? vlen != m->vs : vlen > CMAP_MAX_VAR_LEN)
 		return m->vs ? CMAP_EVALLEN : CMAP_EINVAL;
-	if (old && m->var && !old_len)
+	if (old && !m->vs && !old_len)
 		return CMAP_EINVAL;
 	uint64_t h = hash_of(m, key, klen);
 	rec_t *r = NULL;
@@ -1005,7 +1006,7 @@ CMAP_API int cmap_remove(cmap_t *m, const void *key, size_t klen, void *old,
 	int rc = check_key(m, key, klen);
 	if (rc != CMAP_OK)
 		return rc;
-	if (old && m->var && !old_len)
+	if (old && !m->vs && !old_len)
 		return CMAP_EINVAL;
 	uint64_t h = hash_of(m, key, klen);
 	rec_t *r = NULL;

@@ -871,6 +871,36 @@ static void test_validate_large(void)
 	cmap_free(m);
 }
 
+/* Variable-length keys with fixed-size values: the value length pointers
+ * may be NULL, as for any fixed-size value, and a value buffer is assumed
+ * to hold val_size bytes (found by fuzzing: these returned CMAP_EINVAL or
+ * CMAP_ERANGE). */
+static void test_varkey_fixedval(void)
+{
+	cmap_config_t c = {0};
+	c.val_size = 8;
+	cmap_t *m;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	uint64_t v = 7, out = 0, old = 0;
+	CHECK_EQ(cmap_get(m, "key", 3, &out, NULL), CMAP_NOT_FOUND);
+	CHECK_EQ(cmap_set(m, "key", 3, &v, 8, &old, NULL), CMAP_OK);
+	v = 8;
+	CHECK_EQ(cmap_set(m, "key", 3, &v, 8, &old, NULL), CMAP_REPLACED);
+	CHECK_EQ(old, 7);
+	CHECK_EQ(cmap_get(m, "key", 3, &out, NULL), CMAP_OK);
+	CHECK_EQ(out, 8);
+	size_t len = 1; /* ignored for fixed-size values, set on return */
+	out = 0;
+	CHECK_EQ(cmap_get(m, "key", 3, &out, &len), CMAP_OK);
+	CHECK_EQ(out, 8);
+	CHECK_EQ(len, 8);
+	CHECK_EQ(cmap_remove(m, "key", 3, &old, NULL), CMAP_OK);
+	CHECK_EQ(old, 8);
+	CHECK_EQ(cmap_remove(m, "key", 3, &old, NULL), CMAP_NOT_FOUND);
+	CHECK_EQ(cmap_len(m), 0);
+	cmap_free(m);
+}
+
 int main(void)
 {
 	test_new();
@@ -881,6 +911,7 @@ int main(void)
 	test_typed();
 	test_emptied();
 	test_validate_large();
+	test_varkey_fixedval();
 	printf("test_api: ok\n");
 	return 0;
 }
