@@ -45,10 +45,11 @@ package() {
 test_deps() {
 	package
 	want clang have clang
-	# clang's sanitizer runtimes (ASan, UBSan, TSan)
+	# clang's sanitizer runtimes (ASan, UBSan, TSan) and libFuzzer
 	want libclang-rt-dev exists \
 		/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.tsan-*.a \
-		/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-*.a
+		/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-*.a \
+		/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a
 	want valgrind have valgrind
 	want util-linux have setarch # TSan without ASLR
 	want util-linux have flock   # the .deb test's lock
