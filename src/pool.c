@@ -63,10 +63,10 @@ static void *hook_alloc(cmap_t *m, size_t size, size_t align)
 	return m->cfg.alloc(m->cfg.alloc_ctx, size, align);
 }
 
-/* Put c on the map's chunk list, which cmap_free releases. */
-static void keep_chunk(cmap_t *m, struct chunk *c, size_t size)
+/* Put c (its size set) on the map's chunk list, which cmap_free releases.
+ * Only c->next is written: a nursery chunk is already shared. */
+static void keep_chunk(cmap_t *m, struct chunk *c)
 {
-	c->size = size;
 	c->next = ld_relaxed(&m->pool.chunks);
 	/* Release/acquire is not needed: the list is read only by cmap_free,
 	 * which runs after every user thread is done. */
@@ -74,7 +74,7 @@ static void keep_chunk(cmap_t *m, struct chunk *c, size_t size)
 	    &m->pool.chunks, (void **)&c->next, c, memory_order_relaxed,
 	    memory_order_relaxed))
 		;
-	atomic_fetch_add_explicit(&m->pool.reserved, size,
+	atomic_fetch_add_explicit(&m->pool.reserved, c->size,
 				  memory_order_relaxed); /* statistic */
 }
 
@@ -86,7 +86,8 @@ static bool new_chunk(cmap_t *m, pool_local_t *pl)
 		return false;
 	if (size == CHUNK_MAX)
 		(void)madvise(c, size, MADV_HUGEPAGE); /* advice only */
-	keep_chunk(m, c, size);
+	c->size = size;
+	keep_chunk(m, c);
 	pl->bump = (char *)c + CHUNK_HDR;
 	pl->bump_end = (char *)c + size;
 	POISON(pl->bump, size - CHUNK_HDR);
@@ -157,7 +158,7 @@ static void *nursery_alloc(cmap_t *m, size_t sz)
 		if (atomic_compare_exchange_strong_explicit(
 			&m->pool.nursery, &nc, n, memory_order_release,
 			memory_order_relaxed)) {
-			keep_chunk(m, &n->c, size);
+			keep_chunk(m, &n->c);
 		} else {
 			UNPOISON(n, size);
 			m->cfg.free(m->cfg.alloc_ctx, n, size);
