@@ -74,7 +74,7 @@
 #define COLLECT_EVERY 4096
 /* Bags start small (a thread that writes a map once needs room for two
  * retirements) and double as needed. */
-#define BAG_MIN 4
+#define BAG_MIN 2
 
 _Atomic(unsigned) cmap__rdmode = RD_FENCED;
 
@@ -109,6 +109,8 @@ static cmap_t *g_maps; /* live maps, under g_lock (for fork) */
  * is current. */
 static struct tctx *g_ctxs;
 static _Atomic(unsigned) g_gen;
+/* The owner of records being reaped (reap_released): not a thread. */
+static struct tctx g_reaper;
 
 __attribute__((
     tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
@@ -427,9 +429,17 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	for (cmap_t *m = g_maps; m; m = m->reg_next)
-		for (rec_t *r = first_rec(m); r; r = r->next)
-			if (r->owner && r->owner != my_ctx())
+		for (rec_t *r = first_rec(m); r; r = r->next) {
+			if (r->owner == &g_reaper) {
+				/* Its reaper vanished mid-way: as below. */
+				for (int j = 0; j < NBAGS; j++)
+					r->bags[j].n = 0;
+				st_relaxed(&r->pending, 0);
+				r->owner = NULL;
+			} else if (r->owner && r->owner != my_ctx()) {
 				release_records(r->owner, true);
+			}
+		}
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -481,9 +491,8 @@ static void forget_map(cmap_t *m)
 
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k)
 {
-	uint64_t e = ld_relaxed(&r->state) >> ST_SHIFT;
-	for (uint64_t g = e; g <= e + 1; g++) {
-		bag_t *b = &r->bags[g % NBAGS];
+	for (int i = 0; i < NBAGS; i++) {
+		bag_t *b = &r->bags[i];
 		if (b->cap - b->n >= k)
 			continue;
 		size_t cap = b->cap ? b->cap : BAG_MIN;
@@ -555,18 +564,56 @@ static uint64_t try_advance(cmap_t *m)
 	return e;
 }
 
-/* Outside any operation: advance if possible, free what has expired. */
+/* Free r's bags whose grace period is over at epoch g. */
+static void free_expired(cmap_t *m, rec_t *r, uint64_t g)
+{
+	for (int i = 0; i < NBAGS; i++) {
+		bag_t *b = &r->bags[i];
+		if (b->n && b->epoch + GRACE <= g)
+			free_bag(m, r, b);
+	}
+}
+
+/*
+ * Free the expired garbage of records that no thread owns (their threads
+ * exited): without this it would wait for the next thread to join the map.
+ * The reaper takes such a record as its owner for the time (under g_lock, so
+ * nobody claims it meanwhile) and frees outside the lock, since destructors
+ * may call the map.  self->in_reclaim refuses writes from those destructors
+ * as for the reaper's own garbage.
+ */
+static void reap_released(cmap_t *m, rec_t *self, uint64_t g)
+{
+	for (rec_t *x = first_rec(m); x; x = x->next) {
+		/* Relaxed: a hint; ownership is decided under the lock. */
+		if (x == self || !ld_relaxed(&x->pending))
+			continue;
+		pthread_mutex_lock(&g_lock);
+		bool mine = !x->owner;
+		if (mine)
+			x->owner = &g_reaper;
+		pthread_mutex_unlock(&g_lock);
+		if (!mine)
+			continue;
+		self->in_reclaim++;
+		free_expired(m, x, g);
+		self->in_reclaim--;
+		pthread_mutex_lock(&g_lock);
+		x->owner = NULL;
+		pthread_mutex_unlock(&g_lock);
+	}
+}
+
+/* Outside any operation: advance if possible, free what has expired, ours
+ * and that of exited threads. */
 static void collect(cmap_t *m, rec_t *r)
 {
 	if (r->in_reclaim || r->nest)
 		return;
 	r->since_collect = 0;
 	uint64_t g = try_advance(m);
-	for (int i = 0; i < NBAGS; i++) {
-		bag_t *b = &r->bags[i];
-		if (b->n && b->epoch + GRACE <= g)
-			free_bag(m, r, b);
-	}
+	free_expired(m, r, g);
+	reap_released(m, r, g);
 }
 
 void cmap__maybe_collect(cmap_t *m, rec_t *r)

@@ -335,15 +335,15 @@ size_t cmap__nrecords(const cmap_t *m);
 void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g);
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
 
-/* Make room for k retirements before an operation, so that retiring after
- * its CAS cannot fail.  Inside an operation that announced e, the tag of a
- * retirement is e or e + 1 (E cannot pass e + 1 meanwhile): only those two
- * bags need the room. */
+/* Make room for k retirements in every bag before an operation, so that
+ * retiring after its CAS cannot fail.  Every bag: the tag of a retirement
+ * is not confined to the epoch announced (or the next): a thread delayed
+ * between reading E and announcing may announce an epoch that E has
+ * already left, and nothing then bounds E by its announcement. */
 static inline int cmap__reserve(cmap_t *m, rec_t *r, size_t k)
 {
-	uint64_t e = ld_relaxed(&r->state) >> ST_SHIFT; /* our own store */
-	for (uint64_t g = e; g <= e + 1; g++)
-		if (r->bags[g % NBAGS].cap - r->bags[g % NBAGS].n < k)
+	for (int i = 0; i < NBAGS; i++)
+		if (r->bags[i].cap - r->bags[i].n < k)
 			return cmap__reserve_slow(m, r, k);
 	return CMAP_OK;
 }

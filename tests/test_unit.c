@@ -195,6 +195,38 @@ static void test_epoch(void)
 	cmap_free(m);
 }
 
+/* A thread that defers frees and exits leaves them in its released record;
+ * cmap_collect from a thread already in the map reaps them (before, they
+ * waited for a new thread to join the map). */
+static void *defer_and_exit(void *arg)
+{
+	static int obj;
+	cmap_t *m = arg;
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(cmap_defer_free(m, &obj, count_free), CMAP_OK);
+	return NULL;
+}
+
+static void test_reap(void)
+{
+	cmap_t *m = new_u32map(0);
+	CHECK_EQ(cmap_collect(m), 0); /* this thread joins first */
+	atomic_store(&freed, 0);
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, defer_and_exit, m), 0);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	cmap_stats_t st;
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.garbage_pending, 5);
+	for (int i = 0; i < 8 && atomic_load(&freed) < 5; i++)
+		cmap_collect(m);
+	CHECK_EQ(atomic_load(&freed), 5);
+	CHECK_EQ(cmap_validate(m, &st), CMAP_OK);
+	CHECK_EQ(st.garbage_pending, 0);
+	CHECK_EQ(st.threads, 2); /* no new record was needed */
+	cmap_free(m);
+}
+
 /* Node operations seen through the shape: a bucket splits at BMAX + 1
  * entries, and removes contract it back. */
 static void test_split_and_contract(void)
@@ -300,6 +332,7 @@ int main(void)
 	test_indexing();
 	test_pool();
 	test_epoch();
+	test_reap();
 	test_split_and_contract();
 	test_collisions();
 	test_batch();
