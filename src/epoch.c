@@ -589,7 +589,9 @@ static void reap_released(cmap_t *m, rec_t *self, uint64_t g)
 		if (x == self || !ld_relaxed(&x->pending))
 			continue;
 		pthread_mutex_lock(&g_lock);
-		bool mine = !x->owner;
+		/* in_reclaim: cmap_free is emptying x, and a destructor it
+		 * runs got us here; its bag must not be freed twice. */
+		bool mine = !x->owner && !x->in_reclaim;
 		if (mine)
 			x->owner = &g_reaper;
 		pthread_mutex_unlock(&g_lock);

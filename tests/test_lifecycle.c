@@ -67,11 +67,22 @@ static void reading_dtor(void *item, size_t len, void *ctx)
 	CHECK_EQ(cmap_remove(rd.m, &k, 4, NULL, NULL), CMAP_EINVAL);
 	/* Deferring is allowed from the destructors of live entries; from
 	 * those that reclamation runs it is refused (header). */
+	cmap_collect(rd.m); /* may try to reap the exited thread's record */
 	if (v % 100 == 0) {
 		int rc = cmap_defer_free(rd.m, &rd, deferred_fn);
 		CHECK(rc == CMAP_OK || rc == CMAP_EINVAL);
 		rd.defers += rc == CMAP_OK;
 	}
+}
+
+static void *replace_sevenths(void *arg)
+{
+	cmap_t *m = arg;
+	for (uint32_t k = 0; k < 3000; k += 7) {
+		uint64_t v = k;
+		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_REPLACED);
+	}
+	return NULL;
 }
 
 static void test_free_reads(unsigned flags)
@@ -89,11 +100,12 @@ static void test_free_reads(unsigned flags)
 		uint64_t v = k;
 		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
 	}
-	/* Some garbage pending too: replaced values go to the bags. */
-	for (uint32_t k = 0; k < N; k += 7) {
-		uint64_t v = k;
-		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_REPLACED);
-	}
+	/* Some garbage pending too: replaced values wait in the bags of a
+	 * thread that has exited, whose record the destructors' collects
+	 * could try to reap while cmap_free is emptying it. */
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, replace_sevenths, m), 0);
+	CHECK_EQ(pthread_join(t, NULL), 0);
 	cmap_free(m);
 	/* Every value destroyed once: N live, one per multiple of 7
 	 * replaced; every deferral made meanwhile has run. */
