@@ -81,9 +81,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const uint8_t *in_p;
 static size_t in_n;
 static bool trace; /* CMAP_FUZZ_TRACE set: print each map and operation */
-/* CMAP_FUZZ_STRICT set: also make the calls of known, still open library
- * bugs (tests/fuzz/crashes/README), which then fail the check. */
-static bool strict;
 
 static unsigned rd(void)
 {
@@ -1460,7 +1457,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in_p = data;
 	in_n = size;
 	trace = getenv("CMAP_FUZZ_TRACE") != NULL;
-	strict = getenv("CMAP_FUZZ_STRICT") != NULL;
 	memset(S.sst, 0, S.nserial);
 	S.nserial = 0;
 	S.work = 0;
