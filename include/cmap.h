@@ -332,6 +332,34 @@ typedef struct cmap_stats {
  * operations, but the invariants are only guaranteed when no writer runs. */
 int cmap_validate(cmap_t *map, cmap_stats_t *stats);
 
+/* Reclamation at a glance, without walking the map (cost: one pass over
+ * the map's thread records).  Garbage is freed only as the map's epoch
+ * advances, and a thread inside an operation that began before the
+ * current epoch (a slow cmap_get_with callback, a thread descheduled
+ * mid-operation) stops the next advance until it returns: meanwhile every
+ * object retired by any thread waits (about one bucket per set or remove,
+ * plus the replaced or removed entry's blob for variable-length maps).
+ * blocking > 0 with pending growing is that situation; epoch_age_secs
+ * alone is not, since the epoch advances only when threads retire or
+ * collect. */
+typedef struct cmap_gc_stats {
+	/* In: sizeof(cmap_gc_stats_t) as the caller was compiled with; fields
+	 * are only ever added at the end, and only those the caller knows
+	 * are written. */
+	size_t size;
+	size_t pending; /* retired objects not yet reclaimed, all threads */
+	uint64_t epoch; /* the map's epoch */
+	double epoch_age_secs; /* since the epoch last advanced (or creation) */
+	size_t blocking; /* threads inside an operation older than the epoch */
+	size_t threads;	 /* thread records (live and reusable) */
+} cmap_gc_stats_t;
+
+/* Fill *out (out->size set by the caller).  Returns CMAP_OK, or
+ * CMAP_EINVAL for a NULL map or out, or a size that does not cover size
+ * and pending.  Safe to call from any thread at any time; the figures are
+ * a snapshot that may be stale by the time it returns. */
+int cmap_reclaim_stats(cmap_t *map, cmap_gc_stats_t *out);
+
 /* ---- typed wrappers ----------------------------------------------------- */
 
 /*

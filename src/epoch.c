@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -227,6 +228,13 @@ static bool reclaim_barrier(cmap_t *m)
 	static _Atomic(uint64_t) word;
 	full_fence(&word);
 	return true;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void *sys_alloc(cmap_t *m, size_t size, size_t align)
@@ -445,6 +453,7 @@ static void fork_child(void)
 
 void cmap__epoch_register(cmap_t *m)
 {
+	st_relaxed(&m->advanced_ns, now_ns());
 	pthread_mutex_lock(&g_lock);
 	m->reg_prev = NULL;
 	m->reg_next = g_maps;
@@ -559,8 +568,10 @@ static uint64_t try_advance(cmap_t *m)
 	}
 	/* seq_cst: part of the total order the retire argument relies on;
 	 * its release half publishes the scan's conclusions. */
-	if (cas_seqcst(&m->epoch, &e, e + 1))
+	if (cas_seqcst(&m->epoch, &e, e + 1)) {
+		st_relaxed(&m->advanced_ns, now_ns()); /* a statistic */
 		return e + 1;
+	}
 	return e;
 }
 
@@ -650,6 +661,25 @@ CMAP_API int cmap_defer_free(cmap_t *m, void *p, void (*fn)(void *))
 	if (rc == CMAP_OK)
 		cmap__maybe_collect(m, r);
 	return rc;
+}
+
+CMAP_API int cmap_reclaim_stats(cmap_t *m, cmap_gc_stats_t *out)
+{
+	if (!m || !out || out->size < offsetof(cmap_gc_stats_t, epoch))
+		return CMAP_EINVAL;
+	cmap_gc_stats_t st = {.size = out->size};
+	/* Relaxed throughout: a snapshot, stale by nature. */
+	st.epoch = ld_relaxed(&m->epoch);
+	for (rec_t *r = first_rec(m); r; r = r->next) {
+		uint64_t s = ld_relaxed(&r->state);
+		st.pending += ld_relaxed(&r->pending);
+		st.blocking += (s & ST_ACTIVE) && (s >> ST_SHIFT) != st.epoch;
+		st.threads++;
+	}
+	uint64_t t = ld_relaxed(&m->advanced_ns), now = now_ns();
+	st.epoch_age_secs = now > t ? (double)(now - t) / 1e9 : 0.0;
+	memcpy(out, &st, out->size < sizeof st ? out->size : sizeof st);
+	return CMAP_OK;
 }
 
 size_t cmap__pending(const cmap_t *m)

@@ -375,6 +375,8 @@ struct cmap {
 	/* Set once every record of the map is seen in RD_FENCED mode: from
 	 * then on a local fence is the reclaimer's half of the barrier. */
 	_Atomic(bool) all_fenced;
+	/* CLOCK_MONOTONIC ns of the last advance (or creation), for stats. */
+	_Atomic(uint64_t) advanced_ns;
 	pool_shared_t pool;
 	cmap_config_t cfg;
 };

@@ -227,6 +227,55 @@ static void test_reap(void)
 	cmap_free(m);
 }
 
+/* cmap_reclaim_stats: pending garbage, and the thread that blocks the next
+ * epoch, without a walk. */
+static void test_reclaim_stats(void)
+{
+	cmap_t *m = new_u32map(0);
+	cmap_gc_stats_t st = {.size = sizeof st};
+	CHECK_EQ(cmap_reclaim_stats(m, &st), CMAP_OK);
+	CHECK_EQ(st.pending, 0);
+	CHECK_EQ(st.blocking, 0);
+	CHECK(st.epoch_age_secs >= 0);
+	CHECK_EQ(cmap_reclaim_stats(NULL, &st), CMAP_EINVAL);
+	CHECK_EQ(cmap_reclaim_stats(m, NULL), CMAP_EINVAL);
+	st.size = offsetof(cmap_gc_stats_t, pending);
+	CHECK_EQ(cmap_reclaim_stats(m, &st), CMAP_EINVAL);
+
+	struct parked pk = {m, 0};
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, park, &pk), 0);
+	while (atomic_load(&pk.stage) != 1)
+		;
+	static int objs[3];
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(cmap_defer_free(m, &objs[i], count_free), CMAP_OK);
+	for (int i = 0; i < 5; i++)
+		cmap_collect(m);
+	st = (cmap_gc_stats_t){.size = sizeof st};
+	CHECK_EQ(cmap_reclaim_stats(m, &st), CMAP_OK);
+	CHECK_EQ(st.pending, 3);
+	CHECK_EQ(st.blocking, 1); /* the parked thread, one epoch behind */
+	CHECK_EQ(st.threads, 2);
+	CHECK_EQ(st.epoch, ld_relaxed(&m->epoch));
+	/* A caller that knows only the first two fields gets only those. */
+	cmap_gc_stats_t small;
+	memset(&small, 0xee, sizeof small);
+	small.size = offsetof(cmap_gc_stats_t, epoch);
+	CHECK_EQ(cmap_reclaim_stats(m, &small), CMAP_OK);
+	CHECK_EQ(small.pending, 3);
+	CHECK_EQ(small.threads, (size_t)0xeeeeeeeeeeeeeeeeull);
+	atomic_store(&pk.stage, 2);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	for (int i = 0; i < 8 && cmap_collect(m); i++)
+		;
+	st = (cmap_gc_stats_t){.size = sizeof st};
+	CHECK_EQ(cmap_reclaim_stats(m, &st), CMAP_OK);
+	CHECK_EQ(st.pending, 0);
+	CHECK_EQ(st.blocking, 0);
+	cmap_free(m);
+}
+
 /* Node operations seen through the shape: a bucket splits at BMAX + 1
  * entries, and removes contract it back. */
 static void test_split_and_contract(void)
@@ -333,6 +382,7 @@ int main(void)
 	test_pool();
 	test_epoch();
 	test_reap();
+	test_reclaim_stats();
 	test_split_and_contract();
 	test_collisions();
 	test_batch();
