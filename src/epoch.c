@@ -575,13 +575,34 @@ static uint64_t try_advance(cmap_t *m)
 	return e;
 }
 
+/* A bag that grew past BAG_SHRINK items (a stalled reader held the epoch
+ * back) goes back to BAG_KEEP once emptied: room for a normal round of
+ * COLLECT_EVERY retirements, not for the stall's backlog. */
+#define BAG_SHRINK (4 * COLLECT_EVERY)
+#define BAG_KEEP   COLLECT_EVERY
+
+static void shrink_bag(cmap_t *m, bag_t *b)
+{
+	gitem_t *it = sys_alloc(m, BAG_KEEP * sizeof *it, 16);
+	if (!it)
+		return; /* keep the big one; nothing is lost */
+	gitem_t *old = b->items;
+	size_t old_cap = b->cap;
+	b->items = it;
+	b->cap = BAG_KEEP;
+	sys_free(m, old, old_cap * sizeof *it);
+}
+
 /* Free r's bags whose grace period is over at epoch g. */
 static void free_expired(cmap_t *m, rec_t *r, uint64_t g)
 {
 	for (int i = 0; i < NBAGS; i++) {
 		bag_t *b = &r->bags[i];
-		if (b->n && b->epoch + GRACE <= g)
+		if (b->n && b->epoch + GRACE <= g) {
 			free_bag(m, r, b);
+			if (b->cap > BAG_SHRINK && !b->n)
+				shrink_bag(m, b);
+		}
 	}
 }
 

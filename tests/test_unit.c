@@ -276,6 +276,36 @@ static void test_reclaim_stats(void)
 	cmap_free(m);
 }
 
+/* Bags that grew while a reader held the epoch back shrink once emptied. */
+static void test_bag_shrink(void)
+{
+	cmap_t *m = new_u32map(0);
+	struct parked pk = {m, 0};
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, park, &pk), 0);
+	while (atomic_load(&pk.stage) != 1)
+		;
+	static int obj;
+	atomic_store(&freed, 0);
+	enum { N = 40000 };
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(cmap_defer_free(m, &obj, count_free), CMAP_OK);
+	rec_t *r = cmap__enter(m);
+	cmap__leave(r);
+	size_t big = 0;
+	for (int i = 0; i < NBAGS; i++)
+		big = r->bags[i].cap > big ? r->bags[i].cap : big;
+	CHECK(big > 4 * 4096);
+	atomic_store(&pk.stage, 2);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	for (int i = 0; i < 8 && cmap_collect(m); i++)
+		;
+	CHECK_EQ(atomic_load(&freed), N);
+	for (int i = 0; i < NBAGS; i++)
+		CHECK(r->bags[i].cap <= 4 * 4096);
+	cmap_free(m);
+}
+
 /* Node operations seen through the shape: a bucket splits at BMAX + 1
  * entries, and removes contract it back. */
 static void test_split_and_contract(void)
@@ -383,6 +413,7 @@ int main(void)
 	test_epoch();
 	test_reap();
 	test_reclaim_stats();
+	test_bag_shrink();
 	test_split_and_contract();
 	test_collisions();
 	test_batch();
