@@ -11,7 +11,7 @@ import sys
 
 (SET, GET, REMOVE, GET_WITH, SET2, REMOVE2, BATCH, LEN, VALIDATE, DEFER,
  COLLECT, DRAIN, THREAD_EXIT, INVALID, BULK_SET, BULK_REMOVE, CHECK_ALL,
- NEXT_MAP, MISC, BAD_CONFIG) = range(20)
+ NEXT_MAP, MISC, BAD_CONFIG, THREAD) = range(21)
 
 KSIZE = {0: 0, 4: 1, 8: 2, 16: 3}
 VSIZE = {0: 0, 8: 1, 24: 2}
@@ -202,6 +202,18 @@ def main():
                 vdtor=True)
         m.bulk(BULK_SET, 0, 64).bulk(BULK_REMOVE, 0, 64).validate()
         seeds[f"oom-every-{every}"] = m
+    # Operations in a second thread, which exits with its garbage (reaped by
+    # the main thread's collects, or by cmap_free with destructors that
+    # collect), also while the main thread is inside a get_with callback.
+    for ks, vs in ((4, 8), (0, 0)):
+        m = Map(ks, vs, kdtor=True, vdtor=True, dcalls=True, ids=64)
+        m.bulk(BULK_SET, 0, 40, vlen=6)
+        m.simple(THREAD).bulk(BULK_SET, 0, 40, vlen=9)
+        m.simple(THREAD).bulk(BULK_REMOVE, 10, 20)
+        m.get_with(1, nested=lambda m: m.simple(THREAD).remove(1, flags=1))
+        m.validate().simple(COLLECT).simple(THREAD).simple(COLLECT)
+        m.validate(0).simple(DRAIN).simple(THREAD).bulk(BULK_SET, 0, 9)
+        seeds[f"thread-k{ks}-v{vs}"] = m
     # The typed wrappers (u32 -> u64).
     m = Map(4, 8, hash="random", typed=True)
     for i in range(8):
