@@ -75,13 +75,13 @@ test: test-release asan tsan valgrind fuzz-check
 # -fsanitize=fuzzer-no-link,address,undefined, in build/fuzz.  `make fuzz
 # SECONDS=N` fuzzes build/fuzz/corpus (seeded from tests/fuzz/corpus; crashes
 # go to build/fuzz/artifacts); FUZZ_JOBS=2 runs two workers (the most to use
-# on 2 cores).  fuzz-check, part of `make test`, replays every seed, then
-# fuzzes FUZZ_CHECK_SECONDS.
+# on 2 cores; logs in build/fuzz/fuzz-N.log).  fuzz-check, part of `make
+# test`, replays every seed, then fuzzes FUZZ_CHECK_SECONDS.
 SECONDS ?= 300
 FUZZ_JOBS ?= 1
 FUZZ_CHECK_SECONDS ?= 60
 CC_FUZZ ?= clang
-FUZZ_FLAGS = -timeout=60 -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/
+FUZZ_FLAGS = -timeout=60 -print_final_stats=1
 .PHONY: fuzz fuzz-build fuzz-check
 fuzz-build:
 	@$(DEPS) test
@@ -89,12 +89,12 @@ fuzz-build:
 	@mkdir -p build/fuzz/corpus build/fuzz/check-corpus build/fuzz/artifacts
 fuzz: fuzz-build
 	cp -n tests/fuzz/corpus/* build/fuzz/corpus/
-	./build/fuzz/fuzz_map $(FUZZ_FLAGS) -max_total_time=$(SECONDS) \
-		$(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) build/fuzz/corpus
+	cd build/fuzz && ./fuzz_map $(FUZZ_FLAGS) -artifact_prefix=artifacts/ -max_total_time=$(SECONDS) \
+		$(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) corpus
 fuzz-check: fuzz-build
 	./build/fuzz/fuzz_map tests/fuzz/corpus/* >build/fuzz/replay.log 2>&1 || { tail -n 40 build/fuzz/replay.log; exit 1; }
 	@echo "fuzz-check: replayed $$(ls tests/fuzz/corpus | wc -l) seeds"
-	./build/fuzz/fuzz_map $(FUZZ_FLAGS) -max_total_time=$(FUZZ_CHECK_SECONDS) build/fuzz/check-corpus tests/fuzz/corpus \
+	./build/fuzz/fuzz_map $(FUZZ_FLAGS) -artifact_prefix=build/fuzz/artifacts/ -max_total_time=$(FUZZ_CHECK_SECONDS) build/fuzz/check-corpus tests/fuzz/corpus \
 		>build/fuzz/check.log 2>&1 || { tail -n 60 build/fuzz/check.log; exit 1; }
 	@grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss)' build/fuzz/check.log
 
