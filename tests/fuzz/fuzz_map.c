@@ -35,19 +35,19 @@
  * Checks.  Every return code, output value, output length and untouched
  * buffer; the touched key and cmap_len after every operation; on
  * CMAP_ENOMEM, that an injected failure happened and nothing changed; the
- * full map (every key) and cmap_validate's statistics on demand and at the
- * end; each key and value destroyed exactly once, never while in the map
- * (except by cmap_free), never a value handed back through `old`, never the
- * entry a cmap_get_with callback is reading; deferred callbacks run exactly
- * once, never inside the operation they were deferred from, all by the end
- * of cmap_free (or of a drain: repeated cmap_collect); allocator hooks:
- * alignment, sizes passed back to free, nothing left allocated after
- * cmap_free.  Destructors may write-attempt (must get CMAP_EINVAL), read,
- * defer and collect; get_with callbacks may run a nested operation, after
- * which the borrowed key and value must be unchanged.  Operations run one
- * at a time (concurrency is tested elsewhere), but one of them runs the
- * next operation in a new thread that is joined at once: more thread
- * records, released ones with garbage, their reuse, and writes while
+ * full map (every key), cmap_validate's statistics and cmap_reclaim_stats
+ * (which must agree with them) on demand and at the end; each key and value
+ * destroyed exactly once, never while in the map (except by cmap_free), never a
+ * value handed back through `old`, never the entry a cmap_get_with callback is
+ * reading; deferred callbacks run exactly once, never inside the operation they
+ * were deferred from, all by the end of cmap_free (or of a drain: repeated
+ * cmap_collect); allocator hooks: alignment, sizes passed back to free, nothing
+ * left allocated after cmap_free.  Destructors may write-attempt (must get
+ * CMAP_EINVAL), read, defer and collect; get_with callbacks may run a nested
+ * operation, after which the borrowed key and value must be unchanged.
+ * Operations run one at a time (concurrency is tested elsewhere), but one of
+ * them runs the next operation in a new thread that is joined at once: more
+ * thread records, released ones with garbage, their reuse, and writes while
  * another thread is inside a cmap_get_with callback.
  *
  * A remove that succeeds although an allocation failed may have skipped its
@@ -57,6 +57,7 @@
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,7 @@ static struct {
 	long tok_pending;
 	int in_free, in_collect, depth;
 	bool in_thread, threaded; /* inside / ever ran a second thread */
+	uint64_t last_epoch;
 	/* active cmap_get_with callbacks */
 	int vdepth;
 	uint32_t visit_seq, vid[4], vserial[4];
@@ -617,12 +619,15 @@ static void check_stats(const cmap_stats_t *st)
 	CHECK(st->bytes_in_use > 0);
 }
 
+static void check_gc(const cmap_stats_t *st, unsigned f);
+
 static void validate_ok(void)
 {
 	cmap_stats_t st;
 	A.suspend++;
 	CHECK_EQ(cmap_validate(S.m, &st), CMAP_OK);
 	check_stats(&st);
+	check_gc(&st, 8);
 	A.suspend--;
 }
 
@@ -944,6 +949,39 @@ static void op_batch(unsigned f)
 	untouched(found, fnull ? 0 : n, sizeof found);
 }
 
+/* cmap_reclaim_stats agrees with cmap_validate's figures (st, just taken,
+ * or NULL), the epoch never goes back, and only the fields that the
+ * caller's size covers are written. */
+static void check_gc(const cmap_stats_t *st, unsigned f)
+{
+	static const size_t sizes[4] = {offsetof(cmap_gc_stats_t, epoch),
+					offsetof(cmap_gc_stats_t, blocking),
+					sizeof(cmap_gc_stats_t),
+					sizeof(cmap_gc_stats_t) + 16};
+	union {
+		cmap_gc_stats_t gc;
+		unsigned char b[sizeof(cmap_gc_stats_t) + 16];
+	} u;
+	size_t size = sizes[(f >> 2) & 3];
+	memset(&u, PAT, sizeof u);
+	u.gc.size = size;
+	CHECK_EQ(cmap_reclaim_stats(S.m, &u.gc), CMAP_OK);
+	untouched(u.b, size < sizeof u.gc ? size : sizeof u.gc, sizeof u);
+	CHECK_EQ(u.gc.size, size);
+	if (st)
+		CHECK_EQ(u.gc.pending, st->garbage_pending);
+	if (size < sizeof u.gc)
+		return;
+	CHECK(u.gc.epoch >= S.last_epoch);
+	S.last_epoch = u.gc.epoch;
+	CHECK(u.gc.epoch_age_secs >= 0);
+	if (st)
+		CHECK_EQ(u.gc.threads, st->threads);
+	/* nobody is inside an operation, but for get_with callbacks */
+	CHECK(u.gc.blocking <= (size_t)S.vdepth);
+	CHECK(u.gc.threads >= 1 && u.gc.threads <= (S.threaded ? 2u : 1u));
+}
+
 static void op_validate(unsigned f)
 {
 	cmap_stats_t st;
@@ -969,6 +1007,7 @@ static void op_validate(unsigned f)
 			CHECK(S.threaded ? st.garbage_pending >= pend
 					 : st.garbage_pending == pend);
 	}
+	check_gc((f & 1) ? NULL : &st, f);
 	CHECK_EQ(cmap_len(S.m), S.count);
 }
 
@@ -1011,7 +1050,7 @@ static void op_invalid(unsigned sub)
 	memset(vb, 0x11, sizeof vb);
 	memset(ob, PAT, sizeof ob);
 	int rc = CMAP_EINVAL, want = CMAP_EINVAL;
-	switch (sub % 19) {
+	switch (sub % 20) {
 	case 0:
 		rc = cmap_set(NULL, kb, kl, vb, vl, NULL, NULL);
 		break;
@@ -1106,6 +1145,19 @@ static void op_invalid(unsigned sub)
 		want = CMAP_EKEYLEN;
 		rc = cmap_set(S.m, kb, 0, vb, vl, NULL, NULL);
 		break;
+	case 19: { /* reclamation statistics: no map, no output, short size */
+		cmap_gc_stats_t gc;
+		memset(&gc, PAT, sizeof gc);
+		gc.size = rd() % offsetof(cmap_gc_stats_t, epoch);
+		size_t size0 = gc.size;
+		rc = cmap_reclaim_stats(S.m, &gc);
+		CHECK_EQ(gc.size, size0);
+		untouched((unsigned char *)&gc, sizeof gc.size, sizeof gc);
+		gc.size = sizeof gc;
+		CHECK_EQ(cmap_reclaim_stats(NULL, &gc), want);
+		CHECK_EQ(cmap_reclaim_stats(S.m, NULL), want);
+		break;
+	}
 	default: /* a fixed value one byte short */
 		if (!S.vs)
 			return;
@@ -1491,6 +1543,7 @@ static void end_map(void)
 	S.vretired = S.vfreed_live = S.kretired_total = S.kfreed_live = 0;
 	S.ntok = 0;
 	S.threaded = false;
+	S.last_epoch = 0;
 	A.every = 0;
 }
 

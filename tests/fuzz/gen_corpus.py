@@ -91,10 +91,10 @@ class Map:
         self.op(INVALID).b.append(sub)
         self.key(id)
         self.b.append(3)  # oversize lengths: CMAP_MAX_VAR_LEN + 1 + 3
-        s = sub % 19
+        s = sub % 20
         extra = {6: 0 if self.ks else 1, 8: 1 if self.ks else 0,
                  10: 1 if self.vs else 0, 11: 0 if self.vs else 1,
-                 16: 1}.get(s, 0)
+                 16: 1, 19: 1}.get(s, 0)
         self.b += bytes([1] * extra)
         return self
 
@@ -129,6 +129,7 @@ def tour(m):
     m.batch(5, start=0, stride=1).batch(40, start=1, stride=9, flags=1)
     m.batch(0, flags=2)
     m.simple(LEN).validate(0).validate(1).validate(2)
+    m.validate(2 | 1 << 2).validate(2 | 2 << 2).validate(3 << 2)
     m.simple(DEFER).simple(COLLECT).simple(DEFER)
     m.remove(1, flags=1).remove(2).remove(4, flags=1 | 1 << 1)
     m.remove(5, v=1, flags=1 | 3 << 1 | 8).remove(9)
@@ -235,7 +236,7 @@ def main():
     for ks, vs in ((4, 8), (0, 0), (0, 8), (8, 0)):
         m = Map(ks, vs, hooks=True)
         m.set(1, vlen=4)
-        for sub in range(19):
+        for sub in range(20):
             m.invalid(sub)
         for sub in range(11):
             m.bad_config(sub)
