@@ -96,6 +96,12 @@ int cmap_version_number(void);
 	X(OK, 0, "success (set: a new entry was inserted)")                    \
 	X(REPLACED, 1, "set replaced an existing entry")                       \
 	X(NOT_FOUND, 2, "no entry with this key")                              \
+	X(EXISTS, 3, "an entry with this key exists; nothing changed")         \
+	X(MISMATCH, 4,                                                         \
+	  "the current value is not the expected one; nothing changed")        \
+	X(REMOVED, 5, "compute removed the entry")                             \
+	X(UNCHANGED, 6, "compute left the map unchanged")                      \
+	X(ABORTED, 7, "compute aborted; nothing changed")                      \
 	X(EINVAL, -1, "invalid argument")                                      \
 	X(ENOMEM, -2, "out of memory")                                         \
 	X(EKEYLEN, -3, "key length does not match the map's fixed key size")   \
@@ -237,12 +243,17 @@ void cmap_free(cmap_t *map);
 /* ---- operations ------------------------------------------------------- */
 
 /* Insert or replace.  Returns CMAP_OK (inserted) or CMAP_REPLACED.
- * If old is non-NULL and an entry was replaced, its value is copied to old
- * and its ownership passes to the caller (val_dtor will not be called on
- * it).  For a variable-length value map, old_len must be non-NULL: on input
- * the capacity of old, on return the old value's length; if the capacity is
- * too small nothing changes and CMAP_ERANGE is returned.  For fixed-size
- * values old_len may be NULL. */
+ * A replace keeps the key the map holds (the caller's key is not taken, and
+ * key_dtor does not run: re-setting a pointer key with the same pointer is
+ * safe) and retires the old value: val_dtor runs on it after the grace
+ * period, unless old is non-NULL: then its value is copied to old and its
+ * ownership passes to the caller (val_dtor will not be called on it).  Other
+ * threads' cmap_get_with or cmap_foreach callbacks may still be reading that
+ * value until the grace period ends: free what it points to with
+ * cmap_defer_free, not at once.  For a variable-length value map, old_len
+ * must be non-NULL: on input the capacity of old, on return the old value's
+ * length; if the capacity is too small nothing changes and CMAP_ERANGE is
+ * returned.  For fixed-size values old_len may be NULL. */
 int cmap_set(cmap_t *map, const void *key, size_t klen, const void *val,
 	     size_t vlen, void *old, size_t *old_len);
 
@@ -276,9 +287,93 @@ int cmap_get_with(cmap_t *map, const void *key, size_t klen, cmap_visit_fn fn,
 		  void *ctx);
 
 /* Remove key.  Returns CMAP_OK or CMAP_NOT_FOUND.  old/old_len as in
- * cmap_set: the removed value is copied out and ownership passes on. */
+ * cmap_set: the removed value is copied out and ownership passes on (the
+ * same grace-period caution applies).  key_dtor runs on the removed key. */
 int cmap_remove(cmap_t *map, const void *key, size_t klen, void *old,
 		size_t *old_len);
+
+/* ---- read-modify-write ------------------------------------------------
+ *
+ * Each operation below changes at most one key and is linearizable: it
+ * takes effect at one atomic step (the CAS that publishes the key's new
+ * bucket or, when it changes nothing, the load that read the key's bucket),
+ * and the value it compares, copies out or shows to a compute function is
+ * the value that step replaces, so no concurrent update is lost.  All are
+ * lock-free, and no lock is held while user code runs.  Arguments as in
+ * cmap_set (CMAP_EINVAL: NULL map or key, a NULL value with a nonzero
+ * length, an output buffer without its length pointer in a variable-length
+ * value map; CMAP_EKEYLEN, CMAP_EVALLEN: wrong fixed sizes; CMAP_ENOMEM).
+ * On any error the map is unchanged.  Output buffers (cur, old) follow
+ * cmap_get's vlen rule: CMAP_ERANGE, the length needed and no change if a
+ * variable-length value does not fit.
+ */
+
+/* Insert if absent.  Returns CMAP_OK (inserted) or CMAP_EXISTS (nothing
+ * changed; the current value copied to cur when non-NULL), so "get or
+ * insert" is one call: exactly one of several racing inserts of a key
+ * returns CMAP_OK and the others see its value. */
+int cmap_insert(cmap_t *map, const void *key, size_t klen, const void *val,
+		size_t vlen, void *cur, size_t *cur_len);
+
+/* Replace if present.  Returns CMAP_REPLACED (old and its ownership as in
+ * cmap_set) or CMAP_NOT_FOUND (nothing changed). */
+int cmap_replace(cmap_t *map, const void *key, size_t klen, const void *val,
+		 size_t vlen, void *old, size_t *old_len);
+
+/* Compare-and-swap: store desired only if the current value equals expected
+ * (same length, same bytes).  Returns CMAP_REPLACED (the old value, equal to
+ * expected, goes to val_dtor after the grace period), CMAP_NOT_FOUND, or
+ * CMAP_MISMATCH (nothing changed; the current value copied to cur when
+ * non-NULL, ready for the next attempt of a retry loop). */
+int cmap_cas(cmap_t *map, const void *key, size_t klen, const void *expected,
+	     size_t elen, const void *desired, size_t dlen, void *cur,
+	     size_t *cur_len);
+
+/* Remove key only if its value equals expected (as in cmap_cas).  Returns
+ * CMAP_OK (removed; the value goes to val_dtor), CMAP_MISMATCH or
+ * CMAP_NOT_FOUND. */
+int cmap_remove_if(cmap_t *map, const void *key, size_t klen,
+		   const void *expected, size_t elen);
+
+/* What a compute function answers. */
+enum cmap_compute_action {
+	CMAP_COMPUTE_KEEP,   /* leave the entry, or its absence, as it is */
+	CMAP_COMPUTE_SET,    /* store the value *val, *vlen for the key */
+	CMAP_COMPUTE_REMOVE, /* remove the entry (nothing if absent) */
+	CMAP_COMPUTE_ABORT   /* change nothing: cmap_compute says ABORTED */
+};
+
+/*
+ * Called by cmap_compute with the key and its current value (cur NULL and
+ * cur_len 0 when absent), both borrowed until fn returns.  To store a value,
+ * set *val and *vlen (NULL and 0 on entry) and return CMAP_COMPUTE_SET; the
+ * bytes are copied before cmap_compute returns and must stay valid until
+ * then (a buffer in ctx, say; pointing into cur is fine).
+ * fn may run more than once for one call: when another writer changed the
+ * key's value in between, fn runs again on the new value, and only the last
+ * run's answer is applied.  So fn must have no side effects other than on
+ * state in ctx that each run overwrites.
+ */
+typedef int (*cmap_compute_fn)(const void *key, size_t klen, const void *cur,
+			       size_t cur_len, const void **val, size_t *vlen,
+			       void *ctx);
+
+/*
+ * Atomic read-modify-write of key: fn's answer is applied only if the key's
+ * value (or absence) is still the one fn saw.  Counters, "update if",
+ * "insert a computed value" and "remove if expired" are one call each.
+ * Returns what happened: CMAP_OK (inserted), CMAP_REPLACED, CMAP_REMOVED,
+ * CMAP_UNCHANGED (KEEP, or REMOVE of an absent key), CMAP_ABORTED; or an
+ * error with nothing changed: CMAP_EVALLEN or CMAP_EINVAL for a value that
+ * cmap_set would refuse or an unknown answer, CMAP_ENOMEM.  A replaced or
+ * removed value goes to val_dtor after the grace period.
+ * Inside fn, reads of the same map (cmap_get, cmap_get_with,
+ * cmap_get_batch, cmap_foreach, cmap_len...), cmap_defer_free, cmap_collect
+ * and any operation on other maps are allowed; writes to the same map
+ * return CMAP_EINVAL (they could change the value fn is deciding on).
+ */
+int cmap_compute(cmap_t *map, const void *key, size_t klen, cmap_compute_fn fn,
+		 void *ctx);
 
 /* Number of entries: O(threads that ever used the map), no trie walk.
  * Exact when no writer runs concurrently.  0 for NULL. */

@@ -33,17 +33,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "internal.h"
-
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
+#include "trie.h"
 
 static _Atomic(uint64_t) next_id = 1;
-
-/* Retirements one set or remove may make (a bucket and a blob); helping a
- * frozen node reserves its own on top, keeping these. */
-#define RESERVE_OP 2
 
 /* ---- sizes and small helpers --------------------------------------------- */
 
@@ -84,40 +76,6 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n)
 	return b;
 }
 
-/*
- * Copy n bytes of bucket contents inline.  The spans are short (at most a
- * few hundred bytes) and a call into libc's memcpy costs more than the copy
- * itself on this path (measured: a variable-size memcpy in the identity
- * hasher alone made lookups 3x slower).
- */
-static inline void copy_span(unsigned char *dst, const unsigned char *src,
-			     size_t n)
-{
-	size_t i = 0;
-	for (; i + 16 <= n; i += 16)
-		memcpy(dst + i, src + i, 16);
-	for (; i < n; i++)
-		dst[i] = src[i];
-}
-
-/* Copy a fixed-size item; the common sizes avoid a call to memcpy. */
-static inline void copy_item(void *dst, const void *src, size_t n)
-{
-	switch (n) {
-	case 4:
-		memcpy(dst, src, 4);
-		break;
-	case 8:
-		memcpy(dst, src, 8);
-		break;
-	case 16:
-		memcpy(dst, src, 16);
-		break;
-	default:
-		memcpy(dst, src, n);
-	}
-}
-
 static void bucket_dealloc(cmap_t *m, rec_t *r, bucket_t *b)
 {
 	cmap__dealloc(m, r, b, b->size);
@@ -126,109 +84,6 @@ static void bucket_dealloc(cmap_t *m, rec_t *r, bucket_t *b)
 static void blob_dealloc(cmap_t *m, rec_t *r, blob_t *bl)
 {
 	cmap__dealloc(m, r, bl, cmap__blob_bytes(bl->klen, bl->vlen));
-}
-
-static blob_t *blob_new(cmap_t *m, rec_t *r, const void *key, size_t klen,
-			const void *val, size_t vlen)
-{
-	blob_t *bl = cmap__alloc(m, r, cmap__blob_bytes(klen, vlen));
-	if (!bl)
-		return NULL;
-	bl->klen = (uint32_t)klen;
-	bl->vlen = (uint32_t)vlen;
-	if (klen)
-		memcpy(bl->data, key, klen);
-	if (vlen)
-		memcpy(blob_val(bl), val, vlen);
-	return bl;
-}
-
-static inline uint64_t hash_of(const cmap_t *m, const void *key, size_t klen)
-{
-	return m->hash(key, klen, m->seed);
-}
-
-static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
-			  size_t len)
-{
-	return m->eq ? m->eq(a, b, len) != 0 : memcmp(a, b, len) == 0;
-}
-
-#ifdef __SSE2__
-/*
- * Compare the key with 16-byte groups of the bucket's key array, which is
- * zero-padded to whole groups.  A match in the padding can only come after
- * every real key, hence the j < n check.  Few, well-predicted branches let
- * the CPU run ahead into the next lookup while this one waits on memory.
- */
-static inline int find4(bucket_t *b, const void *key)
-{
-	uint32_t k, n = b->n;
-	memcpy(&k, key, 4);
-	__m128i kk = _mm_set1_epi32((int)k);
-	for (uint32_t i = 0; i < n; i += 4) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
-		unsigned mk = (unsigned)_mm_movemask_ps(
-		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
-		if (mk) {
-			uint32_t j = i + (uint32_t)__builtin_ctz(mk);
-			return j < n ? (int)j : -1;
-		}
-	}
-	return -1;
-}
-
-static inline int find8(bucket_t *b, const void *key)
-{
-	uint64_t k;
-	uint32_t n = b->n;
-	memcpy(&k, key, 8);
-	__m128i kk = _mm_set1_epi64x((long long)k);
-	for (uint32_t i = 0; i < n; i += 2) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
-		unsigned mk = (unsigned)_mm_movemask_ps(
-		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
-		mk &= (mk >> 1) & 5; /* both 32-bit halves equal */
-		if (mk) {
-			uint32_t j = i + (uint32_t)__builtin_ctz(mk) / 2;
-			return j < n ? (int)j : -1;
-		}
-	}
-	return -1;
-}
-#endif
-
-/* Index of key in bucket b, or -1.  The fixed-size cases without a custom
- * eq compare integers, which the compiler keeps in registers. */
-static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
-			      const void *key, size_t klen)
-{
-	uint32_t n = b->n;
-	if (m->var) {
-		for (uint32_t i = 0; i < n; i++) {
-			vent_t *e = bvent(b, i);
-			if (e->hash == h && e->blob->klen == klen &&
-			    key_eq(m, e->blob->data, key, klen))
-				return (int)i;
-		}
-		return -1;
-	}
-#ifdef __SSE2__
-	if (!m->eq && m->ks == 4)
-		return find4(b, key);
-	if (!m->eq && m->ks == 8)
-		return find8(b, key);
-#endif
-	for (uint32_t i = 0; i < n; i++)
-		if (key_eq(m, bkey(m, b, i), key, m->ks))
-			return (int)i;
-	return -1;
-}
-
-/* Entry i's hash: stored for variable-length entries, recomputed else. */
-static uint64_t entry_hash(const cmap_t *m, bucket_t *b, uint32_t i)
-{
-	return m->var ? bvent(b, i)->hash : hash_of(m, bkey(m, b, i), m->ks);
 }
 
 /* ---- copy-on-write bucket builders ----------------------------------------
@@ -282,16 +137,14 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	size_t ks = m->ks, vs = m->vs;
 	if (!drop && at < n) {
 		/* Replace: the same layout, so one straight copy (header and
-		 * key padding included), then the new entry over the old.  The
-		 * key too: an equal key is not necessarily the same bytes, and
-		 * the old one goes to the key destructor.  The copy never reads
+		 * key padding included), then the new value over the old.  The
+		 * stored key stays (cmap_set in cmap.h).  The copy never reads
 		 * past b->size: with allocator hooks that is the block's end.
 		 */
 		bucket_t *nb = cmap__alloc(m, r, b->size);
 		if (nb) {
 			copy_span((unsigned char *)nb, (unsigned char *)b,
 				  b->size);
-			copy_item(bkey(m, nb, at), key, ks);
 			copy_item(bval(m, nb, at), val, vs);
 		}
 		return nb;
@@ -588,58 +441,16 @@ static void count_add(rec_t *r, int64_t d)
 	st_relaxed(&r->count, ld_relaxed(&r->count) + d);
 }
 
-static int check_key(const cmap_t *m, const void *key, size_t klen)
+/*
+ * Retire bucket b after entry i left the trie (drop) or had its value
+ * replaced (!drop: the key lives on in the new bucket or blob, so only the
+ * value is owed a destructor).  give_val: the value's ownership went to
+ * the caller instead.
+ */
+static inline void retire_entry(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
+				bool drop, bool give_val)
 {
-	if (!key)
-		return CMAP_EINVAL;
-	if (m->ks)
-		return klen == m->ks ? CMAP_OK : CMAP_EKEYLEN;
-	return klen <= CMAP_MAX_VAR_LEN ? CMAP_OK : CMAP_EINVAL;
-}
-
-/* Copy a value to the caller's buffer (cap checked before). */
-static inline void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
-			    size_t *len)
-{
-	if (m->var) {
-		blob_t *bl = bvent(b, i)->blob;
-		if (out && bl->vlen)
-			memcpy(out, blob_val(bl), bl->vlen);
-		if (len)
-			*len = bl->vlen;
-	} else {
-		if (out)
-			copy_item(out, bval(m, b, i), m->vs);
-		if (len)
-			*len = m->vs;
-	}
-}
-
-static inline size_t value_len(const cmap_t *m, bucket_t *b, uint32_t i)
-{
-	return m->var ? bvent(b, i)->blob->vlen : m->vs;
-}
-
-/* Does the caller's buffer fit entry i's value?  Fixed sizes always fit
- * (also with variable-length keys); a variable-length value needs
- * *len >= its length. */
-static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
-			size_t *len)
-{
-	if (!out || m->vs)
-		return true;
-	if (*len >= value_len(m, b, i))
-		return true;
-	*len = value_len(m, b, i);
-	return false;
-}
-
-/* Retire bucket b after entry i left the trie; give_val: its value's
- * ownership went to the caller. */
-static void retire_entry(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
-			 bool give_val)
-{
-	uintptr_t dflags = G_DKEY | (give_val ? 0 : G_DVAL);
+	uintptr_t dflags = (drop ? G_DKEY : 0) | (give_val ? 0 : G_DVAL);
 	if (m->var) {
 		cmap__retire(m, r, b, NULL, G_BUCKET);
 		cmap__retire(m, r, bvent(b, i)->blob, NULL, G_BLOB | dflags);
@@ -649,373 +460,326 @@ static void retire_entry(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	}
 }
 
-static int do_set(cmap_t *m, rec_t *r, uint64_t h, const void *key, size_t klen,
-		  const void *val, size_t vlen, void *old, size_t *old_len)
+static bool value_eq(const cmap_t *m, bucket_t *b, uint32_t i, const void *v,
+		     size_t len)
+{
+	if (m->var) {
+		blob_t *bl = bvent(b, i)->blob;
+		return bl->vlen == len &&
+		       (!len || !memcmp(blob_val(bl), v, len));
+	}
+	return !memcmp(bval(m, b, i), v, m->vs);
+}
+
+/* What an update does where it stands: leave the map as it is (status in
+ * *rc), store u->val/u->vlen for the key, or remove the key's entry. */
+enum { A_KEEP, A_PUT, A_DROP };
+
+/*
+ * The decision of u's kind on entry i of b (i < 0: the key is absent).
+ * Runs inside the operation, on an immutable bucket: whatever it copies
+ * out or shows to a compute function is the value the CAS will replace.
+ */
+static inline __attribute__((always_inline)) int
+decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
+{
+	uint32_t at = (uint32_t)i;
+	switch (kind) {
+	case U_SET:
+		if (i >= 0 && !fits(m, b, at, u->out, u->out_len))
+			break;
+		*rc = i >= 0 ? CMAP_REPLACED : CMAP_OK;
+		return A_PUT;
+	case U_INSERT:
+		if (i < 0) {
+			*rc = CMAP_OK;
+			return A_PUT;
+		}
+		if (!fits(m, b, at, u->out, u->out_len))
+			break;
+		copy_out(m, b, at, u->out, u->out_len);
+		*rc = CMAP_EXISTS;
+		return A_KEEP;
+	case U_REPLACE:
+		if (i < 0) {
+			*rc = CMAP_NOT_FOUND;
+			return A_KEEP;
+		}
+		if (!fits(m, b, at, u->out, u->out_len))
+			break;
+		*rc = CMAP_REPLACED;
+		return A_PUT;
+	case U_CAS:
+		if (i < 0) {
+			*rc = CMAP_NOT_FOUND;
+			return A_KEEP;
+		}
+		if (value_eq(m, b, at, u->exp, u->elen)) {
+			*rc = CMAP_REPLACED;
+			return A_PUT;
+		}
+		if (!fits(m, b, at, u->out, u->out_len))
+			break;
+		copy_out(m, b, at, u->out, u->out_len);
+		*rc = CMAP_MISMATCH;
+		return A_KEEP;
+	case U_REMOVE:
+		if (i < 0) {
+			*rc = CMAP_NOT_FOUND;
+			return A_KEEP;
+		}
+		if (!fits(m, b, at, u->out, u->out_len))
+			break;
+		*rc = CMAP_OK;
+		return A_DROP;
+	case U_REMOVE_IF:
+		if (i < 0) {
+			*rc = CMAP_NOT_FOUND;
+			return A_KEEP;
+		}
+		*rc = value_eq(m, b, at, u->exp, u->elen) ? CMAP_OK
+							  : CMAP_MISMATCH;
+		return *rc == CMAP_OK ? A_DROP : A_KEEP;
+	case U_COMPUTE: {
+		const void *cur = NULL;
+		size_t clen = 0;
+		if (i >= 0) {
+			cur = m->var ? blob_val(bvent(b, at)->blob)
+				     : bval(m, b, at);
+			clen = value_len(m, b, at);
+		}
+		/* Writes to this map from fn would race with our CAS (and
+		 * could make it retry forever): write_begin refuses them. */
+		r->in_compute++;
+		u->val = NULL;
+		u->vlen = 0;
+		int act = u->fn(u->key, u->klen, cur, clen, &u->val, &u->vlen,
+				u->ctx);
+		r->in_compute--;
+		/* fn may have retired (cmap_defer_free): make room again. */
+		if ((*rc = cmap__reserve(m, r, RESERVE_OP)) != CMAP_OK)
+			return A_KEEP;
+		switch (act) {
+		case CMAP_COMPUTE_KEEP:
+			*rc = CMAP_UNCHANGED;
+			return A_KEEP;
+		case CMAP_COMPUTE_SET:
+			if ((*rc = cmap__check_val(m, u->val, u->vlen)) !=
+			    CMAP_OK)
+				return A_KEEP;
+			*rc = i >= 0 ? CMAP_REPLACED : CMAP_OK;
+			return A_PUT;
+		case CMAP_COMPUTE_REMOVE:
+			*rc = i >= 0 ? CMAP_REMOVED : CMAP_UNCHANGED;
+			return i >= 0 ? A_DROP : A_KEEP;
+		case CMAP_COMPUTE_ABORT:
+			*rc = CMAP_ABORTED;
+			return A_KEEP;
+		default:
+			*rc = CMAP_EINVAL;
+			return A_KEEP;
+		}
+	}
+	}
+	*rc = CMAP_ERANGE; /* fits() reported the length needed */
+	return A_KEEP;
+}
+
+/*
+ * The blob of a variable-length entry (key, value) about to be stored:
+ * *nbl is reused across retries when its value length still fits.  The
+ * key's bytes are key's: the caller's for an insert, the stored key's for
+ * a replace (the map keeps the key it has; see cmap_set in cmap.h).
+ */
+static blob_t *blob_for(cmap_t *m, rec_t *r, blob_t **nbl, const void *key,
+			size_t klen, const void *val, size_t vlen)
+{
+	blob_t *bl = *nbl;
+	if (bl && bl->vlen != vlen) {
+		blob_dealloc(m, r, bl);
+		bl = *nbl = NULL;
+	}
+	if (!bl) {
+		bl = cmap__alloc(m, r, cmap__blob_bytes(klen, vlen));
+		if (!bl)
+			return NULL;
+		bl->klen = (uint32_t)klen;
+		bl->vlen = (uint32_t)vlen;
+		*nbl = bl;
+	}
+	if (klen)
+		memcpy(bl->data, key, klen);
+	if (vlen)
+		memcpy(blob_val(bl), val, vlen);
+	return bl;
+}
+
+/* A full bucket b at depth d plus entry e (hash h): the subtree one level
+ * down that holds them all.  Out of line: rare, and its arrays would
+ * weigh on every update's stack frame. */
+static __attribute__((noinline)) uintptr_t split(cmap_t *m, rec_t *r,
+						 bucket_t *b, eref_t e,
+						 uint64_t h, unsigned d,
+						 bool *oom)
+{
+	eref_t refs[BMAX + 1];
+	uint64_t hs[BMAX + 1];
+	for (uint32_t j = 0; j < b->n; j++) {
+		refs[j] = ref_of(m, b, j);
+		hs[j] = entry_hash(m, b, j);
+	}
+	refs[b->n] = e;
+	hs[b->n] = h;
+	return build(m, r, refs, hs, b->n + 1, d + 1, oom);
+}
+
+/*
+ * The new value of slot v (bucket b, the key's entry at i or absent) after
+ * storing (key, u->val) at depth d: b copied with the entry replaced or
+ * appended, or, for a full bucket, a subtree one level down.  0 with
+ * *oom set when memory ran out.
+ */
+static inline __attribute__((always_inline)) uintptr_t
+put(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b, int i, unsigned d, blob_t **nbl,
+    bool *oom)
+{
+	vent_t ne = {u->h, NULL};
+	if (m->var) {
+		/* On a replace the stored key's bytes go into the new blob
+		 * (equal to the caller's under eq, not always the same). */
+		const void *k =
+		    i >= 0 ? bvent(b, (uint32_t)i)->blob->data : u->key;
+		if (!(ne.blob =
+			  blob_for(m, r, nbl, k, u->klen, u->val, u->vlen))) {
+			*oom = true;
+			return 0;
+		}
+	}
+	bucket_t *nb = NULL;
+	if (!b) {
+		if ((nb = bucket_alloc(m, r, 1))) {
+			eref_t e = {u->key, u->val, ne};
+			fill_bucket(m, nb, &e, 1);
+		}
+	} else if (i >= 0 || b->n < BMAX || d >= LAST_LEVEL) {
+		uint32_t at = i >= 0 ? (uint32_t)i : b->n;
+		nb = m->var ? cow_var(m, r, b, at, ne, false)
+			    : cow_fixed(m, r, b, at, u->key, u->val, false);
+	} else {
+		return split(m, r, b, (eref_t){u->key, u->val, ne}, u->h, d,
+			     oom);
+	}
+	if (!nb)
+		*oom = true;
+	return nb ? tag_bucket(nb) : 0;
+}
+
+/* The walk, inlined per kind below so that the common kinds' decisions
+ * fold to straight-line code. */
+static inline __attribute__((always_inline)) int update(cmap_t *m, rec_t *r,
+							upd_t *u, ukind_t kind)
 {
 	inner_t *path[LAST_LEVEL + 1];
-	blob_t *nbl = NULL; /* the new blob, reused across retries */
+	blob_t *nbl = NULL; /* a variable-length entry's new blob */
 	int rc;
-	if (m->var && !(nbl = blob_new(m, r, key, klen, val, vlen)))
-		return CMAP_ENOMEM;
-	vent_t ne = {h, nbl};
 retry:;
-	unsigned d = 0;
+	unsigned d = 0, fd = 0; /* fd: the first depth with a frozen slot */
 	inner_t *n = m->root;
 	path[0] = n;
 	for (;;) {
-		_Atomic(uintptr_t) *sp = &n->slot[hidx(h, d)];
+		_Atomic(uintptr_t) *sp = &n->slot[hidx(u->h, d)];
 		/* Acquire: pairs with the release half of the CAS that
 		 * published the node or bucket, so its contents are seen. */
 		uintptr_t v = ld_acquire(sp);
-	again:
-		if (is_frozen(v)) {
-			if ((rc = help(m, r, path, d, h)) != CMAP_OK)
-				goto fail;
-			goto retry;
-		}
-		if (v && !is_bucket(v)) {
-			n = as_inner(v);
+	again:;
+		/* A frozen slot's contents are current (its node is only
+		 * being replaced by an equal one): read through it, and help
+		 * finish the replacement only if this update must write. */
+		if (is_frozen(v) && !fd)
+			fd = d + 1;
+		uintptr_t c = v & ~T_FROZEN;
+		if (c && !is_bucket(c)) {
+			n = as_inner(c);
 			path[++d] = n;
 			continue;
 		}
-		uintptr_t nv = 0;
-		bucket_t *b = v ? as_bucket(v) : NULL;
-		int i = b ? bucket_find(m, b, h, key, klen) : -1;
-		bucket_t *nb = NULL;
-		bool split = false;
-		if (i >= 0 && !fits(m, b, (uint32_t)i, old, old_len)) {
-			rc = CMAP_ERANGE;
-			goto fail;
+		bucket_t *b = c ? as_bucket(c) : NULL;
+		int i = b ? bucket_find(m, b, u->h, u->key, u->klen) : -1;
+		int act = decide(m, r, u, kind, b, i, &rc);
+		if (act == A_KEEP)
+			break;
+		if (fd) {
+			/* The outermost frozen node first: a node below it
+			 * cannot be replaced while its parent slot is
+			 * frozen. */
+			if ((rc = help(m, r, path, fd - 1, u->h)) != CMAP_OK)
+				break;
+			goto retry;
 		}
-		if (!b) {
-			nb = bucket_alloc(m, r, 1);
-			if (nb) {
-				eref_t e = {key, val, ne};
-				fill_bucket(m, nb, &e, 1);
-			}
-		} else if (i >= 0 || b->n < BMAX || d >= LAST_LEVEL) {
-			uint32_t at = i >= 0 ? (uint32_t)i : b->n;
-			nb = m->var ? cow_var(m, r, b, at, ne, false)
-				    : cow_fixed(m, r, b, at, key, val, false);
-		} else {
-			/* Full bucket: split into a subtree one level down. */
-			eref_t refs[BMAX + 1];
-			uint64_t hs[BMAX + 1];
-			for (uint32_t j = 0; j < b->n; j++) {
-				refs[j] = ref_of(m, b, j);
-				hs[j] = entry_hash(m, b, j);
-			}
-			refs[b->n] = (eref_t){key, val, ne};
-			hs[b->n] = h;
+		uintptr_t nv = 0;
+		if (act == A_PUT) {
 			bool oom = false;
-			nv = build(m, r, refs, hs, b->n + 1, d + 1, &oom);
+			nv = put(m, r, u, b, i, d, &nbl, &oom);
 			if (oom) {
 				rc = CMAP_ENOMEM;
-				goto fail;
+				break;
 			}
-			split = true;
-		}
-		if (!split) {
+		} else if (b->n > 1) {
+			bucket_t *nb = m->var ? cow_var(m, r, b, (uint32_t)i,
+							(vent_t){0}, true)
+					      : cow_fixed(m, r, b, (uint32_t)i,
+							  NULL, NULL, true);
 			if (!nb) {
 				rc = CMAP_ENOMEM;
-				goto fail;
+				break;
 			}
 			nv = tag_bucket(nb);
 		}
 		/* seq_cst: the linearization point.  Release publishes the
 		 * new bucket; seq_cst orders it before the epoch load in
 		 * cmap__retire (see epoch.c) and against concurrent
-		 * contraction checks. */
+		 * contraction checks.  Buckets are immutable and not reused
+		 * while we are inside the operation, so success means the
+		 * entry decided on is still the key's current one. */
 		if (!cas_seqcst(sp, &v, nv)) {
 			free_private(m, r, nv);
 			goto again; /* v now holds the slot's current value */
 		}
+		nbl = NULL; /* published */
 		if (i >= 0) {
-			copy_out(m, b, (uint32_t)i, old, old_len);
-			retire_entry(m, r, b, (uint32_t)i, old != NULL);
-			return CMAP_REPLACED;
-		}
-		if (b)
+			bool give =
+			    u->out && (kind == U_SET || kind == U_REPLACE ||
+				       kind == U_REMOVE);
+			if (give)
+				copy_out(m, b, (uint32_t)i, u->out, u->out_len);
+			retire_entry(m, r, b, (uint32_t)i, act == A_DROP, give);
+		} else if (b) {
 			cmap__retire(m, r, b, NULL, G_BUCKET);
-		count_add(r, 1);
-		return CMAP_OK;
+		}
+		if (act == A_DROP) {
+			count_add(r, -1);
+			if (d > 0 && (b->n - 1) <= BMERGE)
+				contract_path(m, r, u->h);
+		} else if (i < 0) {
+			count_add(r, 1);
+		}
+		break;
 	}
-fail:
 	if (nbl)
 		blob_dealloc(m, r, nbl);
 	return rc;
 }
 
-static int do_remove(cmap_t *m, rec_t *r, uint64_t h, const void *key,
-		     size_t klen, void *old, size_t *old_len)
+int cmap__update(cmap_t *m, rec_t *r, upd_t *u)
 {
-	inner_t *path[LAST_LEVEL + 1];
-	int rc;
-retry:;
-	unsigned d = 0;
-	inner_t *n = m->root;
-	path[0] = n;
-	for (;;) {
-		_Atomic(uintptr_t) *sp = &n->slot[hidx(h, d)];
-		uintptr_t v = ld_acquire(sp); /* pairs as in do_set */
-	again:
-		if (is_frozen(v)) {
-			/* A frozen slot's contents are current: an absent
-			 * key is absent now, so only help if we must CAS. */
-			uintptr_t c = v & ~T_FROZEN;
-			if (!c ||
-			    (is_bucket(c) &&
-			     bucket_find(m, as_bucket(c), h, key, klen) < 0))
-				return CMAP_NOT_FOUND;
-			if (!is_bucket(c)) {
-				n = as_inner(c);
-				path[++d] = n;
-				continue;
-			}
-			if ((rc = help(m, r, path, d, h)) != CMAP_OK)
-				return rc;
-			goto retry;
-		}
-		if (!v)
-			return CMAP_NOT_FOUND;
-		if (!is_bucket(v)) {
-			n = as_inner(v);
-			path[++d] = n;
-			continue;
-		}
-		bucket_t *b = as_bucket(v);
-		int i = bucket_find(m, b, h, key, klen);
-		if (i < 0)
-			return CMAP_NOT_FOUND;
-		if (!fits(m, b, (uint32_t)i, old, old_len))
-			return CMAP_ERANGE;
-		uintptr_t nv = 0;
-		if (b->n > 1) {
-			bucket_t *nb = m->var ? cow_var(m, r, b, (uint32_t)i,
-							(vent_t){0}, true)
-					      : cow_fixed(m, r, b, (uint32_t)i,
-							  NULL, NULL, true);
-			if (!nb)
-				return CMAP_ENOMEM;
-			nv = tag_bucket(nb);
-		}
-		/* seq_cst: the linearization point; see do_set. */
-		if (!cas_seqcst(sp, &v, nv)) {
-			free_private(m, r, nv);
-			goto again;
-		}
-		copy_out(m, b, (uint32_t)i, old, old_len);
-		retire_entry(m, r, b, (uint32_t)i, old != NULL);
-		count_add(r, -1);
-		if (d > 0 && (b->n - 1) <= BMERGE)
-			contract_path(m, r, h);
-		return CMAP_OK;
+	switch (u->kind) {
+	case U_SET:
+		return update(m, r, u, U_SET);
+	case U_REMOVE:
+		return update(m, r, u, U_REMOVE);
+	default:
+		return update(m, r, u, u->kind);
 	}
-}
-
-/* Wait-free lookup: returns the bucket holding key and its index, or -1. */
-static inline int lookup(const cmap_t *m, uint64_t h, const void *key,
-			 size_t klen, bucket_t **bp)
-{
-	/* Acquire on every slot: pairs with the release half of the CAS that
-	 * published the node or bucket.  Frozen slots are read through. */
-	uintptr_t v = ld_acquire(&m->root->slot[hidx(h, 0)]) & ~T_FROZEN;
-	for (unsigned d = 1; v && !is_bucket(v); d++)
-		v = ld_acquire(&as_inner(v)->slot[hidx(h, d)]) & ~T_FROZEN;
-	if (!v)
-		return -1;
-	*bp = as_bucket(v);
-	return bucket_find(m, *bp, h, key, klen);
-}
-
-CMAP_API int cmap_get(cmap_t *m, const void *key, size_t klen, void *val,
-		      size_t *vlen)
-{
-	if (unlikely(!m))
-		return CMAP_EINVAL;
-	int rc = check_key(m, key, klen);
-	if (unlikely(rc != CMAP_OK))
-		return rc;
-	if (unlikely(!m->vs && val && !vlen))
-		return CMAP_EINVAL;
-	uint64_t h = hash_of(m, key, klen);
-	rec_t *r = cmap__enter(m);
-	if (unlikely(!r))
-		return CMAP_ENOMEM;
-	bucket_t *b;
-	int i = lookup(m, h, key, klen, &b);
-	if (i < 0)
-		rc = CMAP_NOT_FOUND;
-	else if (!fits(m, b, (uint32_t)i, val, vlen))
-		rc = CMAP_ERANGE;
-	else
-		copy_out(m, b, (uint32_t)i, val, vlen);
-	cmap__leave(r);
-	return rc;
-}
-
-/* Keys per round of cmap_get_batch: enough misses in flight to cover the
- * memory latency, few enough that the prefetched lines stay in L1. */
-#define BATCH_GROUP 32
-
-static inline void prefetch_next(uintptr_t v, uint64_t h, unsigned d)
-{
-	if (is_bucket(v)) {
-		/* Header and keys, then (usually) the value's line.  Not a
-		 * third line: up to 28 u32 keys fit the first two; past them
-		 * lie values, of which a lookup reads one, or (at up to 7
-		 * entries, as in the 10 M benchmark) another object. */
-		__builtin_prefetch(as_bucket(v));
-		__builtin_prefetch((char *)as_bucket(v) + 64);
-	} else if (v)
-		__builtin_prefetch(&as_inner(v)->slot[hidx(h, d)]);
-}
-
-CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
-			     unsigned char *found)
-{
-	if (!m || (n && (!keys || !vals)) || m->var)
-		return CMAP_EINVAL;
-	rec_t *r = cmap__enter(m);
-	if (!r)
-		return CMAP_ENOMEM;
-	const unsigned char *kp = keys;
-	unsigned char *vp = vals;
-	long hits = 0;
-	for (size_t base = 0; base < n; base += BATCH_GROUP) {
-		unsigned cnt =
-		    n - base < BATCH_GROUP ? (unsigned)(n - base) : BATCH_GROUP;
-		uint64_t h[BATCH_GROUP];
-		uintptr_t v[BATCH_GROUP];
-		for (unsigned i = 0; i < cnt; i++) {
-			h[i] = hash_of(m, kp + (base + i) * m->ks, m->ks);
-			/* Acquire: as in lookup(). */
-			v[i] = ld_acquire(&m->root->slot[hidx(h[i], 0)]) &
-			       ~T_FROZEN;
-			prefetch_next(v[i], h[i], 1);
-		}
-		for (unsigned d = 1, more = 1; more; d++) {
-			more = 0;
-			for (unsigned i = 0; i < cnt; i++) {
-				if (!v[i] || is_bucket(v[i]))
-					continue;
-				v[i] =
-				    ld_acquire(
-					&as_inner(v[i])->slot[hidx(h[i], d)]) &
-				    ~T_FROZEN;
-				prefetch_next(v[i], h[i], d + 1);
-				more = 1;
-			}
-		}
-		for (unsigned i = 0; i < cnt; i++) {
-			int j = -1;
-			const unsigned char *k = kp + (base + i) * m->ks;
-			if (v[i])
-				j = bucket_find(m, as_bucket(v[i]), h[i], k,
-						m->ks);
-			if (j >= 0) {
-				copy_item(vp + (base + i) * m->vs,
-					  bval(m, as_bucket(v[i]), (uint32_t)j),
-					  m->vs);
-				hits++;
-			}
-			if (found)
-				found[base + i] = j >= 0;
-		}
-	}
-	cmap__leave(r);
-	return hits;
-}
-
-CMAP_API int cmap_get_with(cmap_t *m, const void *key, size_t klen,
-			   cmap_visit_fn fn, void *ctx)
-{
-	if (!m || !fn)
-		return CMAP_EINVAL;
-	int rc = check_key(m, key, klen);
-	if (rc != CMAP_OK)
-		return rc;
-	uint64_t h = hash_of(m, key, klen);
-	rec_t *r = cmap__enter(m);
-	if (!r)
-		return CMAP_ENOMEM;
-	bucket_t *b;
-	int i = lookup(m, h, key, klen, &b);
-	if (i < 0) {
-		rc = CMAP_NOT_FOUND;
-	} else if (m->var) {
-		blob_t *bl = bvent(b, (uint32_t)i)->blob;
-		fn(bl->data, bl->klen, blob_val(bl), bl->vlen, ctx);
-	} else {
-		fn(bkey(m, b, (uint32_t)i), m->ks, bval(m, b, (uint32_t)i),
-		   m->vs, ctx);
-	}
-	cmap__leave(r);
-	return rc;
-}
-
-/* Common prologue of the write operations. */
-static int write_begin(cmap_t *m, rec_t **rp)
-{
-	rec_t *r = cmap__enter(m);
-	if (!r)
-		return CMAP_ENOMEM;
-	*rp = r;
-	/* A destructor running inside reclamation must not retire, nor may
-	 * one that cmap_free runs write the map it is destroying. */
-	if (r->in_reclaim || m->dying)
-		return CMAP_EINVAL;
-	return cmap__reserve(m, r, RESERVE_OP);
-}
-
-static void write_end(cmap_t *m, rec_t *r)
-{
-	cmap__leave(r);
-	cmap__maybe_collect(m, r); /* outside the operation: see epoch.c */
-}
-
-CMAP_API int cmap_set(cmap_t *m, const void *key, size_t klen, const void *val,
-		      size_t vlen, void *old, size_t *old_len)
-{
-	if (!m)
-		return CMAP_EINVAL;
-	int rc = check_key(m, key, klen);
-	if (rc != CMAP_OK)
-		return rc;
-	if (!val && vlen)
-		return CMAP_EINVAL;
-	if (m->vs ? vlen != m->vs : vlen > CMAP_MAX_VAR_LEN)
-		return m->vs ? CMAP_EVALLEN : CMAP_EINVAL;
-	if (old && !m->vs && !old_len)
-		return CMAP_EINVAL;
-	uint64_t h = hash_of(m, key, klen);
-	rec_t *r = NULL;
-	rc = write_begin(m, &r);
-	if (rc == CMAP_OK)
-		rc = do_set(m, r, h, key, klen, val, vlen, old, old_len);
-	if (r)
-		write_end(m, r);
-	return rc;
-}
-
-CMAP_API int cmap_remove(cmap_t *m, const void *key, size_t klen, void *old,
-			 size_t *old_len)
-{
-	if (!m)
-		return CMAP_EINVAL;
-	int rc = check_key(m, key, klen);
-	if (rc != CMAP_OK)
-		return rc;
-	if (old && !m->vs && !old_len)
-		return CMAP_EINVAL;
-	uint64_t h = hash_of(m, key, klen);
-	rec_t *r = NULL;
-	rc = write_begin(m, &r);
-	if (rc == CMAP_OK)
-		rc = do_remove(m, r, h, key, klen, old, old_len);
-	if (r)
-		write_end(m, r);
-	return rc;
 }
 
 /* ---- creation and destruction

@@ -748,14 +748,14 @@ static void op_write(bool is_set, unsigned id, unsigned v, unsigned f,
 		}
 		CHECK_EQ(olen, olp ? e->vlen : olen0);
 		val_leave(e->serial, with_old);
-		/* on replace, the new key bytes are stored */
-		key_retire(id, e->variant);
 		if (is_set) {
-			e->variant = (uint8_t)canon(id, v);
+			/* a replace keeps the stored key (its bytes, and no
+			 * key destructor runs) */
 			e->serial = s;
 			e->vlen = (uint32_t)vl;
 			val_enter(s);
 		} else {
+			key_retire(id, e->variant);
 			e->present = false;
 			S.count--;
 		}

@@ -1,0 +1,250 @@
+/*
+ * The trie's inline layer, shared by the files that walk it: trie.c (the
+ * node layout, the one update walk and its publish step), ops.c (the point
+ * operations and their argument checks) and iter.c (iteration).  Lookups
+ * live here so that cmap_get and the batches inline them.
+ */
+#ifndef CMAP_TRIE_H
+#define CMAP_TRIE_H
+
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/*
+ * Copy n bytes of bucket contents inline.  The spans are short (at most a
+ * few hundred bytes) and a call into libc's memcpy costs more than the copy
+ * itself on this path (measured: a variable-size memcpy in the identity
+ * hasher alone made lookups 3x slower).
+ */
+static inline void copy_span(unsigned char *dst, const unsigned char *src,
+			     size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		memcpy(dst + i, src + i, 16);
+	for (; i < n; i++)
+		dst[i] = src[i];
+}
+
+/* Copy a fixed-size item; the common sizes avoid a call to memcpy. */
+static inline void copy_item(void *dst, const void *src, size_t n)
+{
+	switch (n) {
+	case 4:
+		memcpy(dst, src, 4);
+		break;
+	case 8:
+		memcpy(dst, src, 8);
+		break;
+	case 16:
+		memcpy(dst, src, 16);
+		break;
+	default:
+		memcpy(dst, src, n);
+	}
+}
+
+static inline uint64_t hash_of(const cmap_t *m, const void *key, size_t klen)
+{
+	return m->hash(key, klen, m->seed);
+}
+
+static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
+			  size_t len)
+{
+	return m->eq ? m->eq(a, b, len) != 0 : memcmp(a, b, len) == 0;
+}
+
+#ifdef __SSE2__
+/*
+ * Compare the key with 16-byte groups of the bucket's key array, which is
+ * zero-padded to whole groups.  A match in the padding can only come after
+ * every real key, hence the j < n check.  Few, well-predicted branches let
+ * the CPU run ahead into the next lookup while this one waits on memory.
+ */
+static inline int find4(bucket_t *b, const void *key)
+{
+	uint32_t k, n = b->n;
+	memcpy(&k, key, 4);
+	__m128i kk = _mm_set1_epi32((int)k);
+	for (uint32_t i = 0; i < n; i += 4) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
+		unsigned mk = (unsigned)_mm_movemask_ps(
+		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+		if (mk) {
+			uint32_t j = i + (uint32_t)__builtin_ctz(mk);
+			return j < n ? (int)j : -1;
+		}
+	}
+	return -1;
+}
+
+static inline int find8(bucket_t *b, const void *key)
+{
+	uint64_t k;
+	uint32_t n = b->n;
+	memcpy(&k, key, 8);
+	__m128i kk = _mm_set1_epi64x((long long)k);
+	for (uint32_t i = 0; i < n; i += 2) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
+		unsigned mk = (unsigned)_mm_movemask_ps(
+		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+		mk &= (mk >> 1) & 5; /* both 32-bit halves equal */
+		if (mk) {
+			uint32_t j = i + (uint32_t)__builtin_ctz(mk) / 2;
+			return j < n ? (int)j : -1;
+		}
+	}
+	return -1;
+}
+#endif
+
+/* Index of key in bucket b, or -1.  The fixed-size cases without a custom
+ * eq compare integers, which the compiler keeps in registers. */
+static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
+			      const void *key, size_t klen)
+{
+	uint32_t n = b->n;
+	if (m->var) {
+		for (uint32_t i = 0; i < n; i++) {
+			vent_t *e = bvent(b, i);
+			if (e->hash == h && e->blob->klen == klen &&
+			    key_eq(m, e->blob->data, key, klen))
+				return (int)i;
+		}
+		return -1;
+	}
+#ifdef __SSE2__
+	if (!m->eq && m->ks == 4)
+		return find4(b, key);
+	if (!m->eq && m->ks == 8)
+		return find8(b, key);
+#endif
+	for (uint32_t i = 0; i < n; i++)
+		if (key_eq(m, bkey(m, b, i), key, m->ks))
+			return (int)i;
+	return -1;
+}
+
+/* Entry i's hash: stored for variable-length entries, recomputed else. */
+static inline uint64_t entry_hash(const cmap_t *m, bucket_t *b, uint32_t i)
+{
+	return m->var ? bvent(b, i)->hash : hash_of(m, bkey(m, b, i), m->ks);
+}
+
+static inline int check_key(const cmap_t *m, const void *key, size_t klen)
+{
+	if (!key)
+		return CMAP_EINVAL;
+	if (m->ks)
+		return klen == m->ks ? CMAP_OK : CMAP_EKEYLEN;
+	return klen <= CMAP_MAX_VAR_LEN ? CMAP_OK : CMAP_EINVAL;
+}
+
+/* A value to store: present when it has bytes, of the fixed size or at
+ * most CMAP_MAX_VAR_LEN. */
+static inline int cmap__check_val(const cmap_t *m, const void *val, size_t vlen)
+{
+	if (!val && vlen)
+		return CMAP_EINVAL;
+	if (m->vs)
+		return vlen == m->vs ? CMAP_OK : CMAP_EVALLEN;
+	return vlen <= CMAP_MAX_VAR_LEN ? CMAP_OK : CMAP_EINVAL;
+}
+
+/* Copy a value to the caller's buffer (cap checked before). */
+static inline void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
+			    size_t *len)
+{
+	if (m->var) {
+		blob_t *bl = bvent(b, i)->blob;
+		if (out && bl->vlen)
+			memcpy(out, blob_val(bl), bl->vlen);
+		if (len)
+			*len = bl->vlen;
+	} else {
+		if (out)
+			copy_item(out, bval(m, b, i), m->vs);
+		if (len)
+			*len = m->vs;
+	}
+}
+
+static inline size_t value_len(const cmap_t *m, bucket_t *b, uint32_t i)
+{
+	return m->var ? bvent(b, i)->blob->vlen : m->vs;
+}
+
+/* Does the caller's buffer fit entry i's value?  Fixed sizes always fit
+ * (also with variable-length keys); a variable-length value needs
+ * *len >= its length. */
+static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
+			size_t *len)
+{
+	if (!out || m->vs)
+		return true;
+	if (*len >= value_len(m, b, i))
+		return true;
+	*len = value_len(m, b, i);
+	return false;
+}
+
+/* Wait-free lookup: returns the bucket holding key and its index, or -1. */
+static inline int lookup(const cmap_t *m, uint64_t h, const void *key,
+			 size_t klen, bucket_t **bp)
+{
+	/* Acquire on every slot: pairs with the release half of the CAS that
+	 * published the node or bucket.  Frozen slots are read through. */
+	uintptr_t v = ld_acquire(&m->root->slot[hidx(h, 0)]) & ~T_FROZEN;
+	for (unsigned d = 1; v && !is_bucket(v); d++)
+		v = ld_acquire(&as_inner(v)->slot[hidx(h, d)]) & ~T_FROZEN;
+	if (!v)
+		return -1;
+	*bp = as_bucket(v);
+	return bucket_find(m, *bp, h, key, klen);
+}
+
+/*
+ * Every operation that changes one key is one walk (cmap__update, trie.c)
+ * with a decision where the key's entry is found, or found absent; the
+ * kinds differ only in that decision.
+ */
+typedef enum ukind {
+	U_SET,	     /* store val; out: the replaced value */
+	U_INSERT,    /* store val if absent; out: the current value */
+	U_REPLACE,   /* store val if present; out: the replaced value */
+	U_CAS,	     /* store val if the value equals exp; out: current */
+	U_REMOVE,    /* remove; out: the removed value */
+	U_REMOVE_IF, /* remove if the value equals exp */
+	U_COMPUTE,   /* ask fn */
+} ukind_t;
+
+typedef struct upd {
+	ukind_t kind;
+	uint64_t h;
+	const void *key;
+	size_t klen;
+	const void *val; /* the value to store */
+	size_t vlen;
+	const void *exp; /* the value expected */
+	size_t elen;
+	void *out; /* a value copied out (see ukind_t), capacity *out_len */
+	size_t *out_len;
+	cmap_compute_fn fn;
+	void *ctx;
+} upd_t;
+
+/* Run u on m.  The caller has entered m with r and reserved RESERVE_OP
+ * retirements (ops.c, write_begin). */
+int cmap__update(cmap_t *m, rec_t *r, upd_t *u);
+
+/* Retirements one update may make (a bucket and a blob); helping a frozen
+ * node reserves its own on top, keeping these. */
+#define RESERVE_OP 2
+
+#endif /* CMAP_TRIE_H */
