@@ -375,6 +375,79 @@ typedef int (*cmap_compute_fn)(const void *key, size_t klen, const void *cur,
 int cmap_compute(cmap_t *map, const void *key, size_t klen, cmap_compute_fn fn,
 		 void *ctx);
 
+/* ---- iteration ----------------------------------------------------------
+ *
+ * A walk visits the entries in hash order, a bucket at a time, without
+ * pinning reclamation for its duration: the calling thread leaves its
+ * operation between slices of the walk (every few hundred entries), so a
+ * walk of a huge map holds back garbage no longer than a short operation.
+ * Guarantee, under any concurrent writes: every key present from the
+ * walk's start to its end is visited exactly once; a key inserted or
+ * removed during the walk is visited at most once; no key is visited
+ * twice, even when its bucket splits or its node contracts meanwhile.
+ * The value seen is the one current at some moment between the walk's
+ * start and the visit.  A walk is not a snapshot.
+ */
+
+/* Called for each entry with borrowed pointers, valid until it returns.
+ * Return 0 to go on, nonzero to stop the walk.  It may call any cmap
+ * function on this or other maps except cmap_free and cmap_thread_exit
+ * (writes included: the walk's guarantee then covers the keys they do not
+ * touch); it must not be left by longjmp. */
+typedef int (*cmap_foreach_fn)(const void *key, size_t klen, const void *val,
+			       size_t vlen, void *ctx);
+
+/* Visit every entry.  Returns the number of entries visited (fn's
+ * stopping call included), or CMAP_EINVAL (NULL map or fn) or CMAP_ENOMEM
+ * (the thread could not join the map). */
+long cmap_foreach(cmap_t *map, cmap_foreach_fn fn, void *ctx);
+
+/* A resumable position of a walk, for walking a big map in slices (from an
+ * event loop, say).  Plain data: copy it, keep it anywhere, no cleanup.  A
+ * cursor is tied to no thread and holds nothing of the map's; its
+ * guarantee is the walk's, with "the walk" running from its init to the
+ * call that reports it done. */
+typedef struct cmap_cursor {
+	uint64_t next; /* the first hash position not yet walked */
+	int done;      /* the walk has passed the last position */
+} cmap_cursor_t;
+
+#define CMAP_CURSOR_INIT                                                       \
+	{                                                                      \
+		0, 0                                                           \
+	}
+
+static inline void cmap_cursor_init(cmap_cursor_t *c)
+{
+	c->next = 0;
+	c->done = 0;
+}
+
+/* Visit up to max entries from c's position (more only when several keys
+ * share one full 64-bit hash: they are visited together), advancing c.
+ * Returns the number visited, 0 once the walk is done (c->done set; a call
+ * after that does nothing), or CMAP_EINVAL (NULL map, cursor or fn, max 0)
+ * or CMAP_ENOMEM.  If fn stops the walk, c resumes after the entry it
+ * stopped at. */
+long cmap_cursor_next(cmap_t *map, cmap_cursor_t *c, size_t max,
+		      cmap_foreach_fn fn, void *ctx);
+
+/* Keep the entries for which pred returns nonzero and remove the others
+ * (pred returning 0 means "remove", as in Rust's retain).  Each removal is
+ * conditional on the entry being the one pred saw (unchanged value; for
+ * variable-length maps the same stored entry): an entry replaced after pred
+ * saw it stays.  pred runs with the rules of cmap_foreach_fn except that
+ * its writes to this map return CMAP_EINVAL.  Destructors run once, after
+ * the grace period.  Returns the number removed, or CMAP_EINVAL /
+ * CMAP_ENOMEM (entries removed before an ENOMEM stay removed). */
+long cmap_retain(cmap_t *map, cmap_foreach_fn pred, void *ctx);
+
+/* Remove every entry; returns how many were removed (or CMAP_EINVAL /
+ * CMAP_ENOMEM as cmap_retain).  Not one atomic step: an entry inserted
+ * concurrently may survive (one present from the call's start to its end
+ * is removed). */
+long cmap_clear(cmap_t *map);
+
 /* Number of entries: O(threads that ever used the map), no trie walk.
  * Exact when no writer runs concurrently.  0 for NULL. */
 size_t cmap_len(const cmap_t *map);
