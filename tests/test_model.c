@@ -1,10 +1,17 @@
 /*
- * Sequential model test.  Millions of random set/get/remove operations
- * (with occasional cmap_get_with, old-value copy-out and, for
- * variable-length values, too-small buffers) run against a reference map:
- * a direct array indexed by key id that stores the version each value was
- * derived from.  Every return code, every value and cmap_len after every
- * operation are compared.
+ * Sequential model test.  Millions of random operations run against a
+ * reference map: a direct array indexed by key id that stores the version
+ * each value was derived from.  The operations are set/get/remove (with
+ * occasional cmap_get_with, old-value copy-out and, for variable-length
+ * values, too-small buffers) and the read-modify-write calls: cmap_insert
+ * (EXISTS copies the current value out), cmap_replace, cmap_cas (REPLACED,
+ * MISMATCH with the current value copied out, NOT_FOUND) and cmap_remove_if
+ * with an expected value that is usually right, and cmap_compute with every
+ * action on present and absent keys (what fn saw, how often it ran, the
+ * status; SET sometimes stores a pointer into cur).  Too-small output
+ * buffers must give CMAP_ERANGE with the needed length and change nothing.
+ * Every return code, every value and cmap_len after every operation are
+ * compared.
  *
  * Configurations: inline u32 -> u64 with the identity hasher (plain and
  * clustered keys) and the default one, 16-byte keys -> 24-byte values,
@@ -114,6 +121,7 @@ struct model {
 	uint64_t rng;
 	long ops; /* operations so far (validation cadence) */
 	long stat_found, stat_erange;
+	long stat_rmw, stat_cas_ok, stat_compute;
 };
 
 #define VALIDATE_EVERY 50000
@@ -301,19 +309,326 @@ static void op_remove(struct model *md, uint32_t id)
 	md->count--;
 }
 
-/* One random operation with weights (percent) for set and remove; the
- * rest are gets. */
+/* ---- read-modify-write -------------------------------------------------- */
+
+/* The current value of a present id, into want; its length. */
+static size_t cur_val(struct model *md, uint32_t id, unsigned char *want)
+{
+	return val_of(md->c->layout, id, md->ver[id], want);
+}
+
+/* The map's value for id is the model's (or absent), and len is right. */
+static void check_key(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], vb[64], want[64];
+	size_t kl = key_of(l, id, kb), len = sizeof vb;
+	int rc = cmap_get(md->m, kb, kl, vb, var_vals(l) ? &len : NULL);
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_NOT_FOUND);
+	} else {
+		CHECK_EQ(rc, CMAP_OK);
+		size_t wl = cur_val(md, id, want);
+		if (var_vals(l))
+			CHECK_EQ(len, wl);
+		CHECK(memcmp(vb, want, wl) == 0);
+	}
+	CHECK_EQ(cmap_len(md->m), md->count);
+}
+
+/* An expected value for a CAS-like operation on id: usually the current
+ * one (when present), else another version's.  Variable-length values of
+ * two versions can still be equal (both empty, say): *eq says whether the
+ * bytes equal the current value. */
+static size_t pick_expected(struct model *md, uint32_t id, unsigned char *exp,
+			    bool *eq)
+{
+	enum layout l = md->c->layout;
+	uint64_t r = rng_next(&md->rng);
+	size_t el;
+	if (md->has[id] && r % 2 == 0)
+		el = cur_val(md, id, exp);
+	else
+		el = val_of(l, id, md->next_ver + 1 + (r >> 8) % 1000, exp);
+	*eq = false;
+	if (md->has[id]) {
+		unsigned char want[64];
+		size_t wl = cur_val(md, id, want);
+		*eq = wl == el && memcmp(want, exp, wl) == 0;
+	}
+	return el;
+}
+
+#define SENTINEL 0x5c
+
+static void op_insert(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], vb[64], cb[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	uint64_t v = ++md->next_ver;
+	size_t vl = val_of(l, id, v, vb);
+	bool with_cur = rng_next(&md->rng) % 2 == 0;
+	size_t cap = var_vals(l) ? pick_cap(md) : 0, clen = cap;
+	memset(cb, SENTINEL, sizeof cb);
+	int rc = cmap_insert(md->m, kb, kl, vb, vl, with_cur ? cb : NULL,
+			     with_cur && var_vals(l) ? &clen : NULL);
+	md->stat_rmw++;
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_OK);
+		CHECK_EQ(clen, cap); /* nothing copied out */
+		CHECK_EQ(cb[0], SENTINEL);
+		md->has[id] = 1;
+		md->ver[id] = v;
+		md->count++;
+		return;
+	}
+	size_t wl = cur_val(md, id, want);
+	if (with_cur && var_vals(l) && wl > cap) {
+		CHECK_EQ(rc, CMAP_ERANGE);
+		CHECK_EQ(clen, wl);
+		md->stat_erange++;
+	} else {
+		CHECK_EQ(rc, CMAP_EXISTS);
+		if (with_cur) {
+			if (var_vals(l))
+				CHECK_EQ(clen, wl);
+			CHECK(memcmp(cb, want, wl) == 0);
+		}
+	}
+	check_key(md, id); /* unchanged either way */
+}
+
+static void op_replace(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], vb[64], ob[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	uint64_t v = ++md->next_ver;
+	size_t vl = val_of(l, id, v, vb);
+	bool with_old = rng_next(&md->rng) % 2 == 0;
+	size_t cap = var_vals(l) ? pick_cap(md) : 0, olen = cap;
+	memset(ob, SENTINEL, sizeof ob);
+	int rc = cmap_replace(md->m, kb, kl, vb, vl, with_old ? ob : NULL,
+			      with_old && var_vals(l) ? &olen : NULL);
+	md->stat_rmw++;
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_NOT_FOUND);
+		CHECK_EQ(olen, cap);
+		CHECK_EQ(ob[0], SENTINEL);
+		check_key(md, id);
+		return;
+	}
+	size_t wl = cur_val(md, id, want);
+	if (with_old && var_vals(l) && wl > cap) {
+		CHECK_EQ(rc, CMAP_ERANGE);
+		CHECK_EQ(olen, wl);
+		md->stat_erange++;
+		check_key(md, id);
+		return;
+	}
+	CHECK_EQ(rc, CMAP_REPLACED);
+	if (with_old) {
+		if (var_vals(l))
+			CHECK_EQ(olen, wl);
+		CHECK(memcmp(ob, want, wl) == 0);
+	}
+	md->ver[id] = v;
+	check_key(md, id);
+}
+
+static void op_cas(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], eb[64], db[64], cb[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	bool eq;
+	size_t el = pick_expected(md, id, eb, &eq);
+	uint64_t v = ++md->next_ver;
+	size_t dl = val_of(l, id, v, db);
+	bool with_cur = rng_next(&md->rng) % 2 == 0;
+	size_t cap = var_vals(l) ? pick_cap(md) : 0, clen = cap;
+	memset(cb, SENTINEL, sizeof cb);
+	int rc = cmap_cas(md->m, kb, kl, eb, el, db, dl, with_cur ? cb : NULL,
+			  with_cur && var_vals(l) ? &clen : NULL);
+	md->stat_rmw++;
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_NOT_FOUND);
+		CHECK_EQ(clen, cap);
+		CHECK_EQ(cb[0], SENTINEL);
+	} else if (eq) {
+		/* The old value goes to the destructor, not to cur. */
+		CHECK_EQ(rc, CMAP_REPLACED);
+		CHECK_EQ(clen, cap);
+		CHECK_EQ(cb[0], SENTINEL);
+		md->ver[id] = v;
+		md->stat_cas_ok++;
+	} else {
+		size_t wl = cur_val(md, id, want);
+		if (with_cur && var_vals(l) && wl > cap) {
+			CHECK_EQ(rc, CMAP_ERANGE);
+			CHECK_EQ(clen, wl);
+			md->stat_erange++;
+		} else {
+			CHECK_EQ(rc, CMAP_MISMATCH);
+			if (with_cur) {
+				if (var_vals(l))
+					CHECK_EQ(clen, wl);
+				CHECK(memcmp(cb, want, wl) == 0);
+			}
+		}
+	}
+	check_key(md, id);
+}
+
+static void op_remove_if(struct model *md, uint32_t id)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], eb[64];
+	size_t kl = key_of(l, id, kb);
+	bool eq;
+	size_t el = pick_expected(md, id, eb, &eq);
+	int rc = cmap_remove_if(md->m, kb, kl, eb, el);
+	md->stat_rmw++;
+	if (!md->has[id]) {
+		CHECK_EQ(rc, CMAP_NOT_FOUND);
+	} else if (eq) {
+		CHECK_EQ(rc, CMAP_OK);
+		md->has[id] = 0;
+		md->count--;
+		md->stat_cas_ok++;
+	} else {
+		CHECK_EQ(rc, CMAP_MISMATCH);
+	}
+	check_key(md, id);
+}
+
+/* What a compute function saw, and what it answers. */
+struct comp {
+	int calls;
+	int act;
+	bool from_cur; /* SET: store the current value itself (a pointer
+			  into cur) */
+	bool saw;      /* cur was non-NULL */
+	size_t klen, clen, vlen;
+	unsigned char key[64], cur[64], val[64];
+};
+
+static int compute_fn(const void *key, size_t klen, const void *cur,
+		      size_t cur_len, const void **val, size_t *vlen, void *ctx)
+{
+	struct comp *c = ctx;
+	c->calls++;
+	CHECK(klen <= sizeof c->key && cur_len <= sizeof c->cur);
+	CHECK(*val == NULL && *vlen == 0);
+	c->klen = klen;
+	memcpy(c->key, key, klen);
+	c->saw = cur != NULL;
+	c->clen = cur_len;
+	if (cur_len)
+		memcpy(c->cur, cur, cur_len);
+	if (c->act == CMAP_COMPUTE_SET) {
+		if (c->from_cur && cur) {
+			*val = cur;
+			*vlen = cur_len;
+		} else {
+			*val = c->val;
+			*vlen = c->vlen;
+		}
+	}
+	return c->act;
+}
+
+/* cmap_compute with the given action on id; checks what fn saw, the
+ * status and the result. */
+static void op_compute(struct model *md, uint32_t id, int act)
+{
+	enum layout l = md->c->layout;
+	unsigned char kb[64], want[64];
+	size_t kl = key_of(l, id, kb);
+	struct comp c;
+	memset(&c, 0, sizeof c);
+	c.act = act;
+	uint64_t v = ++md->next_ver;
+	c.vlen = val_of(l, id, v, c.val);
+	c.from_cur = rng_next(&md->rng) % 4 == 0;
+	int rc = cmap_compute(md->m, kb, kl, compute_fn, &c);
+	md->stat_compute++;
+	CHECK_EQ(c.calls, 1); /* no concurrent writer: fn runs once */
+	CHECK_EQ(c.klen, kl);
+	CHECK(memcmp(c.key, kb, kl) == 0);
+	bool had = md->has[id];
+	if (had) {
+		size_t wl = cur_val(md, id, want);
+		CHECK(c.saw);
+		CHECK_EQ(c.clen, wl);
+		CHECK(memcmp(c.cur, want, wl) == 0);
+	} else {
+		CHECK(!c.saw);
+		CHECK_EQ(c.clen, 0);
+	}
+	switch (act) {
+	case CMAP_COMPUTE_KEEP:
+		CHECK_EQ(rc, CMAP_UNCHANGED);
+		break;
+	case CMAP_COMPUTE_SET:
+		CHECK_EQ(rc, had ? CMAP_REPLACED : CMAP_OK);
+		if (!had) {
+			md->has[id] = 1;
+			md->count++;
+			md->ver[id] = v;
+		} else if (!c.from_cur) {
+			md->ver[id] = v;
+		} /* else: the same bytes stored again */
+		break;
+	case CMAP_COMPUTE_REMOVE:
+		CHECK_EQ(rc, had ? CMAP_REMOVED : CMAP_UNCHANGED);
+		if (had) {
+			md->has[id] = 0;
+			md->count--;
+		}
+		break;
+	default:
+		CHECK_EQ(rc, CMAP_ABORTED);
+	}
+	check_key(md, id);
+}
+
+/* One random operation with weights (percent) for writes (set, insert,
+ * replace, cas, compute SET) and removes (remove, remove_if, compute
+ * REMOVE); the rest are reads (get, get_with, compute KEEP or ABORT). */
 static void step(struct model *md, unsigned pset, unsigned prem)
 {
 	uint64_t r = rng_next(&md->rng);
 	uint32_t id = (uint32_t)((r >> 32) % md->space);
 	unsigned p = (unsigned)(r % 100);
-	if (p < pset)
-		op_set(md, id);
-	else if (p < pset + prem)
-		op_remove(md, id);
-	else
-		op_get(md, id);
+	unsigned k = (unsigned)((r >> 8) % 8);
+	if (p < pset) {
+		if (k < 3)
+			op_set(md, id);
+		else if (k < 4)
+			op_insert(md, id);
+		else if (k < 5)
+			op_replace(md, id);
+		else if (k < 7)
+			op_cas(md, id);
+		else
+			op_compute(md, id, CMAP_COMPUTE_SET);
+	} else if (p < pset + prem) {
+		if (k < 4)
+			op_remove(md, id);
+		else if (k < 6)
+			op_remove_if(md, id);
+		else
+			op_compute(md, id, CMAP_COMPUTE_REMOVE);
+	} else {
+		if (k < 6)
+			op_get(md, id);
+		else
+			op_compute(md, id,
+				   k == 6 ? CMAP_COMPUTE_KEEP
+					  : CMAP_COMPUTE_ABORT);
+	}
 	CHECK_EQ(cmap_len(md->m), md->count);
 	if (++md->ops % VALIDATE_EVERY == 0)
 		check_validate(md);
@@ -400,10 +715,12 @@ static void run_config(const struct config *c, uint64_t seed)
 		total += ops;
 	}
 	CHECK(md.stat_found > 0);
+	CHECK(md.stat_rmw > 0 && md.stat_cas_ok > 0 && md.stat_compute > 0);
 	if (var)
 		CHECK(md.stat_erange > 0);
-	printf("  %-34s %8ld ops, peak %7zu entries, depth %u\n", c->name,
-	       total, peak, max_depth);
+	printf("  %-34s %8ld ops (%ld rmw, %ld compute), peak %7zu entries, "
+	       "depth %u\n",
+	       c->name, total, md.stat_rmw, md.stat_compute, peak, max_depth);
 	cmap_free(md.m);
 	free(md.has);
 	free(md.ver);
@@ -416,12 +733,12 @@ int main(void)
 	// clang-format off
 	static const struct config configs[] = {
 	    {"u32 -> u64, identity hash", L_U32, cmap_hash_u32, 1000000, 3, {500, 20000, 200000}, {0.1, 0.3, 0.6}},
-	    {"u32 << 11 -> u64, identity hash", L_U32_SHIFT, cmap_hash_u32, 300000, 2, {2000, 100000, 0}, {0.3, 0.7, 0}},
+	    {"u32 << 11 -> u64, identity hash", L_U32_SHIFT, cmap_hash_u32, 1000000, 2, {2000, 100000, 0}, {0.3, 0.7, 0}},
 	    {"u32 -> u64, xxh3", L_U32, NULL, 1000000, 3, {500, 20000, 200000}, {0.1, 0.3, 0.6}},
 	    {"16 B -> 24 B, xxh3", L_WIDE, NULL, 1000000, 3, {1000, 30000, 150000}, {0.1, 0.3, 0.6}},
 	    {"var -> var, xxh3", L_VAR, NULL, 1000000, 3, {300, 20000, 150000}, {0.1, 0.3, 0.6}},
-	    {"u32 -> u64, constant hash", L_U32, const_hash, 100000, 2, {40, 300, 0}, {0.3, 0.7, 0}},
-	    {"var -> var, constant hash", L_VAR, const_hash, 100000, 2, {40, 300, 0}, {0.3, 0.7, 0}},
+	    {"u32 -> u64, constant hash", L_U32, const_hash, 1000000, 2, {40, 300, 0}, {0.3, 0.7, 0}},
+	    {"var -> var, constant hash", L_VAR, const_hash, 1000000, 2, {40, 300, 0}, {0.3, 0.7, 0}},
 	};
 	// clang-format on
 	for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
