@@ -61,6 +61,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memcpy, memset: CMAP_TYPED */
 
 #ifdef __cplusplus
 extern "C" {
@@ -540,24 +541,54 @@ int cmap_reclaim_stats(cmap_t *map, cmap_gc_stats_t *out);
  *   int  name_remove(name_t *m, K k, V *old)
  *   size_t name_len(name_t *m)
  *   cmap_t *name_map(name_t *m)                      (the generic map)
+ * and the read-modify-write and iteration calls, with the generic
+ * functions' return values:
+ *   int  name_insert(name_t *m, K k, V v, V *cur)    (cmap_insert; cur, may
+ *                                                     be NULL, gets the
+ *                                                     value on CMAP_EXISTS)
+ *   int  name_replace(name_t *m, K k, V v, V *old)   (cmap_replace)
+ *   int  name_cas(name_t *m, K k, V expected, V desired, V *cur)
+ *                                                    (cmap_cas; cur gets the
+ *                                                     value on CMAP_MISMATCH)
+ *   int  name_remove_if(name_t *m, K k, V expected)  (cmap_remove_if)
+ *   int  name_update(name_t *m, K k, name_update_fn fn, void *ctx)
+ *        (cmap_compute) with
+ *        int fn(K k, const V *cur, V *out, void *ctx): cur points to a
+ *        copy of the current value, NULL when the key is absent; *out
+ *        holds that copy (zero bytes when absent) on entry; fn returns a
+ *        CMAP_COMPUTE_* action, and CMAP_COMPUTE_SET stores *out.  As with
+ *        cmap_compute, fn may run more than once and may not write the map.
+ *   long name_foreach(name_t *m, name_foreach_fn fn, void *ctx)
+ *        (cmap_foreach) with int fn(K k, V v, void *ctx): nonzero stops.
  * K must not contain padding bytes unless a custom eq is used through the
- * generic API.
+ * generic API; nor must V for name_cas and name_remove_if, which compare
+ * values byte by byte.
  */
 /* The typed handle and the generic map are the same object.  A named cast
  * in C++ keeps the wrappers quiet under -Wold-style-cast. */
 #ifdef __cplusplus
 #define CMAP__CAST(T, x) reinterpret_cast<T>(x)
+#define CMAP__NULL(T)	 static_cast<T>(nullptr)
 #else
 #define CMAP__CAST(T, x) ((T)(x))
+#define CMAP__NULL(T)	 ((T)0)
+#endif
+/* clang warns about unused static inline functions of a .c file, which is
+ * where CMAP_TYPED expands. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CMAP__MAYBE_UNUSED __attribute__((unused))
+#else
+#define CMAP__MAYBE_UNUSED
 #endif
 
 #define CMAP_TYPED(name, K, V)                                                 \
 	typedef struct name name##_t;                                          \
-	static inline cmap_t *name##_map(name##_t *m)                          \
+	static inline CMAP__MAYBE_UNUSED cmap_t *name##_map(name##_t *m)       \
 	{                                                                      \
 		return CMAP__CAST(cmap_t *, m);                                \
 	}                                                                      \
-	static inline int name##_new(name##_t **m, cmap_hash_fn hash)          \
+	static inline CMAP__MAYBE_UNUSED int name##_new(name##_t **m,          \
+							cmap_hash_fn hash)     \
 	{                                                                      \
 		cmap_config_t c;                                               \
 		cmap_config_init(&c);                                          \
@@ -566,28 +597,125 @@ int cmap_reclaim_stats(cmap_t *map, cmap_gc_stats_t *out);
 		c.hash = hash;                                                 \
 		return cmap_new(CMAP__CAST(cmap_t **, m), &c);                 \
 	}                                                                      \
-	static inline void name##_free(name##_t *m)                            \
+	static inline CMAP__MAYBE_UNUSED void name##_free(name##_t *m)         \
 	{                                                                      \
 		cmap_free(CMAP__CAST(cmap_t *, m));                            \
 	}                                                                      \
-	static inline int name##_set(name##_t *m, K k, V v, V *old)            \
+	static inline CMAP__MAYBE_UNUSED int name##_set(name##_t *m, K k, V v, \
+							V *old)                \
 	{                                                                      \
 		return cmap_set(CMAP__CAST(cmap_t *, m), &k, sizeof k, &v,     \
 				sizeof v, old, NULL);                          \
 	}                                                                      \
-	static inline int name##_get(name##_t *m, K k, V *out)                 \
+	static inline CMAP__MAYBE_UNUSED int name##_get(name##_t *m, K k,      \
+							V *out)                \
 	{                                                                      \
 		return cmap_get(CMAP__CAST(cmap_t *, m), &k, sizeof k, out,    \
 				NULL);                                         \
 	}                                                                      \
-	static inline int name##_remove(name##_t *m, K k, V *old)              \
+	static inline CMAP__MAYBE_UNUSED int name##_remove(name##_t *m, K k,   \
+							   V *old)             \
 	{                                                                      \
 		return cmap_remove(CMAP__CAST(cmap_t *, m), &k, sizeof k, old, \
 				   NULL);                                      \
 	}                                                                      \
-	static inline size_t name##_len(name##_t *m)                           \
+	static inline CMAP__MAYBE_UNUSED size_t name##_len(name##_t *m)        \
 	{                                                                      \
 		return cmap_len(CMAP__CAST(cmap_t *, m));                      \
+	}                                                                      \
+	static inline CMAP__MAYBE_UNUSED int name##_insert(name##_t *m, K k,   \
+							   V v, V *cur)        \
+	{                                                                      \
+		return cmap_insert(CMAP__CAST(cmap_t *, m), &k, sizeof k, &v,  \
+				   sizeof v, cur, NULL);                       \
+	}                                                                      \
+	static inline CMAP__MAYBE_UNUSED int name##_replace(name##_t *m, K k,  \
+							    V v, V *old)       \
+	{                                                                      \
+		return cmap_replace(CMAP__CAST(cmap_t *, m), &k, sizeof k, &v, \
+				    sizeof v, old, NULL);                      \
+	}                                                                      \
+	static inline CMAP__MAYBE_UNUSED int name##_cas(                       \
+	    name##_t *m, K k, V expected, V desired, V *cur)                   \
+	{                                                                      \
+		return cmap_cas(CMAP__CAST(cmap_t *, m), &k, sizeof k,         \
+				&expected, sizeof expected, &desired,          \
+				sizeof desired, cur, NULL);                    \
+	}                                                                      \
+	static inline CMAP__MAYBE_UNUSED int name##_remove_if(name##_t *m,     \
+							      K k, V expected) \
+	{                                                                      \
+		return cmap_remove_if(CMAP__CAST(cmap_t *, m), &k, sizeof k,   \
+				      &expected, sizeof expected);             \
+	}                                                                      \
+	typedef int (*name##_update_fn)(K k, const V *cur, V *out, void *ctx); \
+	struct name##__update {                                                \
+		name##_update_fn fn;                                           \
+		void *ctx;                                                     \
+		V out;                                                         \
+	};                                                                     \
+	static inline CMAP__MAYBE_UNUSED int name##__update_cb(                \
+	    const void *key, size_t klen, const void *cur, size_t cur_len,     \
+	    const void **val, size_t *vlen, void *ctx)                         \
+	{                                                                      \
+		struct name##__update *u =                                     \
+		    CMAP__CAST(struct name##__update *, ctx);                  \
+		K k;                                                           \
+		V c;                                                           \
+		(void)klen;                                                    \
+		(void)cur_len;                                                 \
+		memcpy(&k, key, sizeof k);                                     \
+		if (cur)                                                       \
+			memcpy(&c, cur, sizeof c);                             \
+		else                                                           \
+			memset(&c, 0, sizeof c);                               \
+		u->out = c;                                                    \
+		int act = u->fn(k, cur ? &c : CMAP__NULL(const V *), &u->out,  \
+				u->ctx);                                       \
+		*val = &u->out;                                                \
+		*vlen = sizeof u->out;                                         \
+		return act;                                                    \
+	}                                                                      \
+	static inline CMAP__MAYBE_UNUSED int name##_update(                    \
+	    name##_t *m, K k, name##_update_fn fn, void *ctx)                  \
+	{                                                                      \
+		struct name##__update u;                                       \
+		if (!fn)                                                       \
+			return CMAP_EINVAL;                                    \
+		u.fn = fn;                                                     \
+		u.ctx = ctx;                                                   \
+		return cmap_compute(CMAP__CAST(cmap_t *, m), &k, sizeof k,     \
+				    name##__update_cb, &u);                    \
+	}                                                                      \
+	typedef int (*name##_foreach_fn)(K k, V v, void *ctx);                 \
+	struct name##__foreach {                                               \
+		name##_foreach_fn fn;                                          \
+		void *ctx;                                                     \
+	};                                                                     \
+	static inline CMAP__MAYBE_UNUSED int name##__foreach_cb(               \
+	    const void *key, size_t klen, const void *val, size_t vlen,        \
+	    void *ctx)                                                         \
+	{                                                                      \
+		struct name##__foreach *f =                                    \
+		    CMAP__CAST(struct name##__foreach *, ctx);                 \
+		K k;                                                           \
+		V v;                                                           \
+		(void)klen;                                                    \
+		(void)vlen;                                                    \
+		memcpy(&k, key, sizeof k);                                     \
+		memcpy(&v, val, sizeof v);                                     \
+		return f->fn(k, v, f->ctx);                                    \
+	}                                                                      \
+	static inline CMAP__MAYBE_UNUSED long name##_foreach(                  \
+	    name##_t *m, name##_foreach_fn fn, void *ctx)                      \
+	{                                                                      \
+		struct name##__foreach f;                                      \
+		if (!fn)                                                       \
+			return CMAP_EINVAL;                                    \
+		f.fn = fn;                                                     \
+		f.ctx = ctx;                                                   \
+		return cmap_foreach(CMAP__CAST(cmap_t *, m),                   \
+				    name##__foreach_cb, &f);                   \
 	}
 
 #ifdef __cplusplus
