@@ -47,6 +47,14 @@ static void strings(void)
 	cmap_free(m);
 }
 
+static int bump(uint64_t k, const uint64_t *cur, uint64_t *out, void *ctx)
+{
+	(void)k;
+	(void)ctx;
+	*out = cur ? *cur + 1 : 1;
+	return CMAP_COMPUTE_SET;
+}
+
 static void typed(void)
 {
 	consumer_u64_t *m = NULL;
@@ -61,6 +69,13 @@ static void typed(void)
 	       "typed get");
 	expect(consumer_u64_remove(m, 999, &v) == CMAP_OK, "typed remove");
 	expect(consumer_u64_len(m) == 999, "typed len");
+	expect(consumer_u64_insert(m, 1, 7, &v) == CMAP_EXISTS && v == 3,
+	       "typed insert");
+	expect(consumer_u64_cas(m, 1, 3, 4, NULL) == CMAP_REPLACED,
+	       "typed cas");
+	expect(consumer_u64_update(m, 1, bump, NULL) == CMAP_REPLACED &&
+		   consumer_u64_get(m, 1, &v) == CMAP_OK && v == 5,
+	       "typed update");
 	expect(cmap_validate(consumer_u64_map(m), NULL) == CMAP_OK, "validate");
 	consumer_u64_free(m);
 }
