@@ -1,11 +1,13 @@
 /*
  * The public API's contract, black-box: bad configurations and bad
  * arguments are rejected with the documented code and leave the map exactly
- * as it was; status messages; insert/replace/remove outcomes and old-value
- * copy-out; cmap_get_with (called exactly once, nested use, borrowed values
- * stay valid while the entry is replaced or removed from inside the
- * callback); the typed wrappers; cmap_validate statistics of a large map
- * and of a map emptied by removes.
+ * as it was (the read-modify-write calls too: NULL arguments, wrong fixed
+ * lengths, output buffers without their length or too small, unknown or
+ * invalid compute answers); status messages; insert/replace/remove
+ * outcomes and old-value copy-out; cmap_get_with (called exactly once,
+ * nested use, borrowed values stay valid while the entry is replaced or
+ * removed from inside the callback); the typed wrappers; cmap_validate
+ * statistics of a large map and of a map emptied by removes.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -504,6 +506,389 @@ static void test_bad_var(void)
 	cmap_free(m);
 }
 
+/* ---- bad arguments to the read-modify-write calls ----------------------- */
+
+/* A compute function that counts its calls and answers ctx's action with
+ * ctx's value. */
+struct cact {
+	int calls;
+	int act;
+	const void *val;
+	size_t vlen;
+};
+
+static int act_fn(const void *key, size_t klen, const void *cur, size_t cur_len,
+		  const void **val, size_t *vlen, void *ctx)
+{
+	struct cact *a = ctx;
+	(void)key;
+	(void)klen;
+	(void)cur;
+	(void)cur_len;
+	a->calls++;
+	*val = a->val;
+	*vlen = a->vlen;
+	return a->act;
+}
+
+/* cmap_compute on key with fn answering act (value val, vlen). */
+static int compute_with(cmap_t *m, const void *key, size_t klen, int act,
+			const void *val, size_t vlen, int *calls)
+{
+	struct cact a = {0, act, val, vlen};
+	int rc = cmap_compute(m, key, klen, act_fn, &a);
+	*calls += a.calls;
+	return rc;
+}
+
+static void test_bad_rmw_fixed(void)
+{
+	const uint32_t N = 100;
+	cmap_t *m = new_map(4, 8, NULL);
+	fill_fixed(m, N);
+
+	uint32_t k = 5, knew = N + 1;
+	uint64_t kwide[2] = {5, 0};
+	uint64_t v = 77, e = fval(5), o = 0xdeadbeef, vwide[2] = {1, 2};
+	int calls = 0;
+	struct cact a = {0, CMAP_COMPUTE_SET, &v, 8};
+	uint32_t keys[2] = {5, N + 1}; /* present, absent */
+
+	for (int ki = 0; ki < 2; ki++) {
+		uint32_t *kp = &keys[ki];
+		/* NULL map. */
+		CHECK_EQ(cmap_insert(NULL, kp, 4, &v, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(NULL, kp, 4, &v, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(NULL, kp, 4, &e, 8, &v, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_remove_if(NULL, kp, 4, &e, 8), CMAP_EINVAL);
+		CHECK_EQ(cmap_compute(NULL, kp, 4, act_fn, &a), CMAP_EINVAL);
+		/* NULL key. */
+		CHECK_EQ(cmap_insert(m, NULL, 4, &v, 8, &o, NULL), CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(m, NULL, 4, &v, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, NULL, 4, &e, 8, &v, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_remove_if(m, NULL, 4, &e, 8), CMAP_EINVAL);
+		CHECK_EQ(cmap_compute(m, NULL, 4, act_fn, &a), CMAP_EINVAL);
+		/* NULL compute function. */
+		CHECK_EQ(cmap_compute(m, kp, 4, NULL, &a), CMAP_EINVAL);
+		CHECK_EQ(a.calls, 0);
+		CHECK(o == 0xdeadbeef);
+		same_fixed(m, N);
+
+		/* Wrong key length. */
+		size_t bad_klen[] = {0, 1, 3, 5, 8, 16};
+		for (size_t i = 0; i < sizeof bad_klen / sizeof bad_klen[0];
+		     i++) {
+			size_t kl = bad_klen[i];
+			kwide[0] = *kp;
+			CHECK_EQ(cmap_insert(m, kwide, kl, &v, 8, &o, NULL),
+				 CMAP_EKEYLEN);
+			CHECK_EQ(cmap_replace(m, kwide, kl, &v, 8, &o, NULL),
+				 CMAP_EKEYLEN);
+			CHECK_EQ(cmap_cas(m, kwide, kl, &e, 8, &v, 8, &o, NULL),
+				 CMAP_EKEYLEN);
+			CHECK_EQ(cmap_remove_if(m, kwide, kl, &e, 8),
+				 CMAP_EKEYLEN);
+			CHECK_EQ(cmap_compute(m, kwide, kl, act_fn, &a),
+				 CMAP_EKEYLEN);
+		}
+		CHECK_EQ(a.calls, 0);
+		CHECK(o == 0xdeadbeef);
+		same_fixed(m, N);
+
+		/* Wrong value lengths: the new value, the expected one and
+		 * the desired one, each on its own. */
+		size_t bad_vlen[] = {0, 1, 4, 7, 9, 16};
+		for (size_t i = 0; i < sizeof bad_vlen / sizeof bad_vlen[0];
+		     i++) {
+			size_t vl = bad_vlen[i];
+			CHECK_EQ(cmap_insert(m, kp, 4, vwide, vl, &o, NULL),
+				 CMAP_EVALLEN);
+			CHECK_EQ(cmap_replace(m, kp, 4, vwide, vl, &o, NULL),
+				 CMAP_EVALLEN);
+			CHECK_EQ(cmap_cas(m, kp, 4, &e, vl, &v, 8, &o, NULL),
+				 CMAP_EVALLEN);
+			CHECK_EQ(cmap_cas(m, kp, 4, &e, 8, vwide, vl, &o, NULL),
+				 CMAP_EVALLEN);
+			CHECK_EQ(cmap_remove_if(m, kp, 4, &e, vl),
+				 CMAP_EVALLEN);
+			/* compute SET with a wrong length: fn ran, nothing
+			 * stored. */
+			int before = calls;
+			CHECK_EQ(compute_with(m, kp, 4, CMAP_COMPUTE_SET, vwide,
+					      vl, &calls),
+				 CMAP_EVALLEN);
+			CHECK_EQ(calls, before + 1);
+		}
+		CHECK(o == 0xdeadbeef);
+		same_fixed(m, N);
+
+		/* NULL values with a nonzero length. */
+		CHECK_EQ(cmap_insert(m, kp, 4, NULL, 8, &o, NULL), CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(m, kp, 4, NULL, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, kp, 4, NULL, 8, &v, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, kp, 4, &e, 8, NULL, 8, &o, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_remove_if(m, kp, 4, NULL, 8), CMAP_EINVAL);
+		CHECK_EQ(
+		    compute_with(m, kp, 4, CMAP_COMPUTE_SET, NULL, 8, &calls),
+		    CMAP_EINVAL);
+		/* Unknown compute answers, even with a valid value. */
+		int bad_act[] = {-1, 4, 5, 100, -2147483647 - 1};
+		for (size_t i = 0; i < sizeof bad_act / sizeof bad_act[0];
+		     i++) {
+			int before = calls;
+			CHECK_EQ(
+			    compute_with(m, kp, 4, bad_act[i], &v, 8, &calls),
+			    CMAP_EINVAL);
+			CHECK_EQ(calls, before + 1);
+		}
+		CHECK(o == 0xdeadbeef);
+		same_fixed(m, N);
+	}
+
+	/* Fixed values: the length pointer is optional and, when given,
+	 * reports the size. */
+	size_t ol = 1;
+	CHECK_EQ(cmap_insert(m, &k, 4, &v, 8, &o, NULL), CMAP_EXISTS);
+	CHECK(o == fval(k));
+	o = 0;
+	CHECK_EQ(cmap_insert(m, &k, 4, &v, 8, &o, &ol), CMAP_EXISTS);
+	CHECK(o == fval(k));
+	CHECK_EQ(ol, 8);
+	e = 12345; /* wrong */
+	o = 0;
+	CHECK_EQ(cmap_cas(m, &k, 4, &e, 8, &v, 8, &o, NULL), CMAP_MISMATCH);
+	CHECK(o == fval(k));
+	CHECK_EQ(cmap_remove_if(m, &k, 4, &e, 8), CMAP_MISMATCH);
+	same_fixed(m, N);
+	CHECK_EQ(cmap_replace(m, &knew, 4, &v, 8, &o, NULL), CMAP_NOT_FOUND);
+	CHECK_EQ(cmap_cas(m, &knew, 4, &e, 8, &v, 8, &o, NULL), CMAP_NOT_FOUND);
+	CHECK_EQ(cmap_remove_if(m, &knew, 4, &e, 8), CMAP_NOT_FOUND);
+	CHECK_EQ(
+	    compute_with(m, &knew, 4, CMAP_COMPUTE_REMOVE, NULL, 0, &calls),
+	    CMAP_UNCHANGED);
+	CHECK_EQ(compute_with(m, &knew, 4, CMAP_COMPUTE_KEEP, NULL, 0, &calls),
+		 CMAP_UNCHANGED);
+	CHECK_EQ(compute_with(m, &knew, 4, CMAP_COMPUTE_ABORT, &v, 8, &calls),
+		 CMAP_ABORTED);
+	CHECK_EQ(compute_with(m, &k, 4, CMAP_COMPUTE_ABORT, &v, 8, &calls),
+		 CMAP_ABORTED);
+	CHECK_EQ(compute_with(m, &k, 4, CMAP_COMPUTE_KEEP, &v, 8, &calls),
+		 CMAP_UNCHANGED);
+	same_fixed(m, N);
+	/* And the successes, undone. */
+	o = 0;
+	ol = 0;
+	CHECK_EQ(cmap_replace(m, &k, 4, &v, 8, &o, &ol), CMAP_REPLACED);
+	CHECK(o == fval(k));
+	CHECK_EQ(ol, 8);
+	e = v;
+	v = fval(k);
+	CHECK_EQ(cmap_cas(m, &k, 4, &e, 8, &v, 8, NULL, NULL), CMAP_REPLACED);
+	CHECK_EQ(cmap_insert(m, &knew, 4, &v, 8, NULL, NULL), CMAP_OK);
+	CHECK_EQ(cmap_remove_if(m, &knew, 4, &v, 8), CMAP_OK);
+	CHECK_EQ(compute_with(m, &knew, 4, CMAP_COMPUTE_SET, &v, 8, &calls),
+		 CMAP_OK);
+	CHECK_EQ(compute_with(m, &knew, 4, CMAP_COMPUTE_SET, &e, 8, &calls),
+		 CMAP_REPLACED);
+	CHECK_EQ(
+	    compute_with(m, &knew, 4, CMAP_COMPUTE_REMOVE, NULL, 0, &calls),
+	    CMAP_REMOVED);
+	same_fixed(m, N);
+	cmap_free(m);
+}
+
+static void test_bad_rmw_var(void)
+{
+	const uint32_t N = 100;
+	cmap_t *m = new_map(0, 0, NULL);
+	fill_var(m, N);
+
+	char k[32], v[64], buf[64];
+	size_t kl = vkey(7, k); /* present; value length 17 */
+	size_t want = vval(7, v);
+	CHECK_EQ(want, 17);
+	char knew[] = "absent key";
+	size_t len;
+	int calls = 0;
+	struct cact a = {0, CMAP_COMPUTE_SET, "x", 1};
+
+	/* Lengths over the limit (the bytes are never read). */
+	const size_t big = CMAP_MAX_VAR_LEN + 1;
+	CHECK_EQ(cmap_insert(m, k, big, v, 1, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_insert(m, k, kl, v, big, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_replace(m, k, big, v, 1, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_replace(m, k, kl, v, big, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_cas(m, k, big, v, want, v, 1, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_cas(m, k, kl, v, big, v, 1, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_cas(m, k, kl, v, want, v, (size_t)-1, NULL, NULL),
+		 CMAP_EINVAL);
+	CHECK_EQ(cmap_remove_if(m, k, big, v, want), CMAP_EINVAL);
+	CHECK_EQ(cmap_remove_if(m, k, kl, v, big), CMAP_EINVAL);
+	CHECK_EQ(cmap_compute(m, k, big, act_fn, &a), CMAP_EINVAL);
+	CHECK_EQ(a.calls, 0);
+	CHECK_EQ(compute_with(m, k, kl, CMAP_COMPUTE_SET, v, big, &calls),
+		 CMAP_EINVAL);
+	CHECK_EQ(compute_with(m, knew, 3, CMAP_COMPUTE_SET, v, big, &calls),
+		 CMAP_EINVAL);
+	same_var(m, N);
+
+	/* NULL map, key, values, fn; output buffers without their length
+	 * pointer (present and absent keys alike). */
+	const char *keys[2] = {k, knew};
+	size_t klens[2] = {kl, 3};
+	for (int i = 0; i < 2; i++) {
+		const char *kp = keys[i];
+		size_t kpl = klens[i];
+		CHECK_EQ(cmap_insert(NULL, kp, kpl, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(NULL, kp, kpl, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(NULL, kp, kpl, v, want, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_remove_if(NULL, kp, kpl, v, want), CMAP_EINVAL);
+		CHECK_EQ(cmap_compute(NULL, kp, kpl, act_fn, &a), CMAP_EINVAL);
+		CHECK_EQ(cmap_insert(m, NULL, kpl, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_insert(m, NULL, 0, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(m, NULL, kpl, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, NULL, kpl, v, want, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_remove_if(m, NULL, kpl, v, want), CMAP_EINVAL);
+		CHECK_EQ(cmap_compute(m, NULL, kpl, act_fn, &a), CMAP_EINVAL);
+		CHECK_EQ(cmap_compute(m, kp, kpl, NULL, &a), CMAP_EINVAL);
+		CHECK_EQ(cmap_insert(m, kp, kpl, NULL, 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(m, kp, kpl, NULL, 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, kp, kpl, NULL, want, "x", 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, kp, kpl, v, want, NULL, 1, NULL, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_remove_if(m, kp, kpl, NULL, want), CMAP_EINVAL);
+		CHECK_EQ(cmap_insert(m, kp, kpl, "x", 1, buf, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_replace(m, kp, kpl, "x", 1, buf, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(cmap_cas(m, kp, kpl, "no", 2, "x", 1, buf, NULL),
+			 CMAP_EINVAL);
+		CHECK_EQ(
+		    compute_with(m, kp, kpl, CMAP_COMPUTE_SET, NULL, 1, &calls),
+		    CMAP_EINVAL);
+		CHECK_EQ(compute_with(m, kp, kpl, 4, "x", 1, &calls),
+			 CMAP_EINVAL);
+		CHECK_EQ(compute_with(m, kp, kpl, -1, "x", 1, &calls),
+			 CMAP_EINVAL);
+	}
+	CHECK_EQ(a.calls, 0);
+	same_var(m, N);
+
+	/* Too-small buffers: ERANGE, the needed length, nothing changed. */
+	for (size_t cap = 0; cap < want; cap += 4) {
+		len = cap;
+		CHECK_EQ(cmap_insert(m, k, kl, "new", 3, buf, &len),
+			 CMAP_ERANGE);
+		CHECK_EQ(len, want);
+		len = cap;
+		CHECK_EQ(cmap_replace(m, k, kl, "new", 3, buf, &len),
+			 CMAP_ERANGE);
+		CHECK_EQ(len, want);
+		len = cap;
+		CHECK_EQ(cmap_cas(m, k, kl, "no", 2, "new", 3, buf, &len),
+			 CMAP_ERANGE);
+		CHECK_EQ(len, want);
+	}
+	len = want - 1;
+	CHECK_EQ(cmap_cas(m, k, kl, "no", 2, "new", 3, buf, &len), CMAP_ERANGE);
+	CHECK_EQ(len, want);
+	same_var(m, N);
+	/* No buffer needed: an insert of an absent key, a replace or cas of
+	 * an absent one, a cas that matches (the old value goes to the
+	 * destructor, not to cur). */
+	len = 0;
+	CHECK_EQ(cmap_replace(m, knew, 3, "abc", 3, buf, &len), CMAP_NOT_FOUND);
+	CHECK_EQ(len, 0);
+	CHECK_EQ(cmap_cas(m, knew, 3, "a", 1, "abc", 3, buf, &len),
+		 CMAP_NOT_FOUND);
+	CHECK_EQ(len, 0);
+	same_var(m, N);
+	CHECK_EQ(cmap_insert(m, knew, 3, "abc", 3, buf, &len), CMAP_OK);
+	CHECK_EQ(len, 0);
+	CHECK_EQ(cmap_cas(m, knew, 3, "abc", 3, "abcd", 4, buf, &len),
+		 CMAP_REPLACED);
+	CHECK_EQ(len, 0);
+	len = 3;
+	CHECK_EQ(cmap_insert(m, knew, 3, "x", 1, buf, &len), CMAP_ERANGE);
+	CHECK_EQ(len, 4);
+	len = 4;
+	CHECK_EQ(cmap_insert(m, knew, 3, "x", 1, buf, &len), CMAP_EXISTS);
+	CHECK(len == 4 && memcmp(buf, "abcd", 4) == 0);
+	/* Expected values compare length and bytes. */
+	CHECK_EQ(cmap_remove_if(m, knew, 3, "abc", 3), CMAP_MISMATCH);
+	CHECK_EQ(cmap_remove_if(m, knew, 3, "abcde", 5), CMAP_MISMATCH);
+	CHECK_EQ(cmap_remove_if(m, knew, 3, "abce", 4), CMAP_MISMATCH);
+	CHECK_EQ(cmap_remove_if(m, knew, 3, "abcd", 4), CMAP_OK);
+	same_var(m, N);
+
+	/* Empty values: NULL with length 0 is one; compute SET of NULL, 0
+	 * stores it. */
+	CHECK_EQ(compute_with(m, knew, 3, CMAP_COMPUTE_SET, NULL, 0, &calls),
+		 CMAP_OK);
+	len = sizeof buf;
+	CHECK_EQ(cmap_get(m, knew, 3, buf, &len), CMAP_OK);
+	CHECK_EQ(len, 0);
+	CHECK_EQ(cmap_cas(m, knew, 3, "", 1, "e", 1, NULL, NULL),
+		 CMAP_MISMATCH);
+	CHECK_EQ(cmap_cas(m, knew, 3, NULL, 0, "e", 1, NULL, NULL),
+		 CMAP_REPLACED);
+	CHECK_EQ(cmap_replace(m, knew, 3, NULL, 0, NULL, NULL), CMAP_REPLACED);
+	CHECK_EQ(cmap_remove_if(m, knew, 3, "", 0), CMAP_OK);
+	same_var(m, N);
+	cmap_free(m);
+
+	/* A fixed key with variable values: the length pointer is needed. */
+	m = new_map(4, 0, NULL);
+	uint32_t ik = 9;
+	CHECK_EQ(cmap_insert(m, &ik, 4, "value", 5, NULL, NULL), CMAP_OK);
+	CHECK_EQ(cmap_insert(m, &ik, 4, "v", 1, buf, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_insert(m, &ik, 3, "v", 1, NULL, NULL), CMAP_EKEYLEN);
+	len = 4;
+	CHECK_EQ(cmap_insert(m, &ik, 4, "v", 1, buf, &len), CMAP_ERANGE);
+	CHECK_EQ(len, 5);
+	CHECK_EQ(cmap_len(m), 1);
+	cmap_free(m);
+	/* Variable keys with fixed values: it is not. */
+	m = new_map(0, 8, NULL);
+	uint64_t val8 = 88, out8 = 0, exp8 = 1;
+	CHECK_EQ(cmap_insert(m, "abc", 3, &val8, 4, NULL, NULL), CMAP_EVALLEN);
+	CHECK_EQ(cmap_insert(m, "abc", 3, &val8, 8, NULL, NULL), CMAP_OK);
+	CHECK_EQ(cmap_insert(m, "abc", 3, &exp8, 8, &out8, NULL), CMAP_EXISTS);
+	CHECK(out8 == 88);
+	out8 = 0;
+	CHECK_EQ(cmap_cas(m, "abc", 3, &exp8, 8, &exp8, 8, &out8, NULL),
+		 CMAP_MISMATCH);
+	CHECK(out8 == 88);
+	CHECK_EQ(cmap_cas(m, "abc", 3, &exp8, 4, &exp8, 8, &out8, NULL),
+		 CMAP_EVALLEN);
+	CHECK_EQ(compute_with(m, "abc", 3, CMAP_COMPUTE_SET, &exp8, 7, &calls),
+		 CMAP_EVALLEN);
+	CHECK_EQ(cmap_replace(m, "abc", 3, &exp8, 8, &out8, NULL),
+		 CMAP_REPLACED);
+	CHECK(out8 == 88);
+	CHECK_EQ(cmap_len(m), 1);
+	CHECK_EQ(cmap_validate(m, NULL), CMAP_OK);
+	cmap_free(m);
+}
+
 /* ---- messages ----------------------------------------------------------- */
 
 static void test_strerror(void)
@@ -530,10 +915,33 @@ static void test_strerror(void)
 			CHECK(strcmp(s, cmap_strerror(codes[j])) != 0);
 		}
 	}
-	int unknown[] = {3,	    4, 100, -6, -100, 12345, -2147483647 - 1,
-			 2147483647};
+	/* The read-modify-write outcomes: non-negative, distinct values 3..7
+	 * (successes, not errors), each with its own message. */
+	static const struct {
+		int code, val;
+		const char *msg;
+	} rmw[] = {
+	    {CMAP_EXISTS, 3, "an entry with this key exists; nothing changed"},
+	    {CMAP_MISMATCH, 4,
+	     "the current value is not the expected one; nothing changed"},
+	    {CMAP_REMOVED, 5, "compute removed the entry"},
+	    {CMAP_UNCHANGED, 6, "compute left the map unchanged"},
+	    {CMAP_ABORTED, 7, "compute aborted; nothing changed"},
+	};
+	for (size_t i = 0; i < sizeof rmw / sizeof rmw[0]; i++) {
+		CHECK_EQ(rmw[i].code, rmw[i].val);
+		CHECK(strcmp(cmap_strerror(rmw[i].code), rmw[i].msg) == 0);
+		CHECK(strcmp(cmap_strerror(rmw[i].code),
+			     cmap_strerror(CMAP_EINVAL)) != 0);
+	}
+	/* Unknown codes get one generic message, not a known one's. */
+	int unknown[] = {8, 100, -6, -100, 12345, -2147483647 - 1, 2147483647};
+	const char *generic = cmap_strerror(8);
 	for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
 		CHECK(cmap_strerror(unknown[i]) != NULL);
+		CHECK(strcmp(cmap_strerror(unknown[i]), generic) == 0);
+		for (size_t j = 0; j < n; j++)
+			CHECK(strcmp(generic, msgs[j]) != 0);
 	}
 }
 
@@ -906,6 +1314,8 @@ int main(void)
 	test_new();
 	test_bad_fixed();
 	test_bad_var();
+	test_bad_rmw_fixed();
+	test_bad_rmw_var();
 	test_strerror();
 	test_contract();
 	test_typed();
