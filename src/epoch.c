@@ -386,10 +386,11 @@ static void release_records(struct tctx *ctx, bool abandoned)
 		}
 		/* The record keeps its garbage and pool; the next owner
 		 * inherits both.  A thread that left a callback abnormally
-		 * (longjmp, cancellation) leaves nest and in_reclaim raised:
-		 * the next owner starts clean. */
+		 * (longjmp, cancellation) leaves nest, in_reclaim or no_write
+		 * raised: the next owner starts clean. */
 		r->nest = 0;
 		r->in_reclaim = 0;
+		r->no_write = 0;
 		/* Release: pairs with the scan's acquire. */
 		st_release(&r->state, ld_relaxed(&cmap__rdmode));
 		r->owner = NULL;

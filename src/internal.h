@@ -317,7 +317,7 @@ typedef struct rec {
 	_Atomic(size_t) pending;
 	unsigned nest;	     /* critical-section nesting (get_with callbacks) */
 	unsigned in_reclaim; /* running destructors: no retiring now */
-	unsigned in_compute; /* running a compute function: no writes */
+	unsigned no_write;   /* in a compute fn or retain predicate */
 	unsigned since_collect; /* retirements since the last collect */
 	unsigned cold;		/* blocks taken from the map's nursery */
 	/* The thread's own free lists and chunk, made on demand (pool.c):

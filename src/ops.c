@@ -153,12 +153,8 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 	rec_t *r = cmap__enter(m);
 	if (!r)
 		return CMAP_ENOMEM;
-	/* A destructor running inside reclamation must not retire, nor may
-	 * one that cmap_free runs write the map it is destroying, nor a
-	 * compute function write the map whose key it is computing. */
-	int rc = CMAP_EINVAL;
-	if (!r->in_reclaim && !r->in_compute && !m->dying &&
-	    (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
+	int rc = cmap__may_write(m, r);
+	if (rc == CMAP_OK && (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
 		rc = cmap__update(m, r, u);
 	cmap__leave(r);
 	cmap__maybe_collect(m, r); /* outside the operation: see epoch.c */

@@ -540,6 +540,18 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 		*rc = value_eq(m, b, at, u->exp, u->elen) ? CMAP_OK
 							  : CMAP_MISMATCH;
 		return *rc == CMAP_OK ? A_DROP : A_KEEP;
+	case U_REMOVE_IS: {
+		/* exp is the entry's value in the bucket the walk saw: the
+		 * same bytes (fixed), or the same blob (variable). */
+		if (i < 0) {
+			*rc = CMAP_NOT_FOUND;
+			return A_KEEP;
+		}
+		bool same = m->var ? bvent(b, at)->blob == u->exp
+				   : !memcmp(bval(m, b, at), u->exp, m->vs);
+		*rc = same ? CMAP_OK : CMAP_MISMATCH;
+		return same ? A_DROP : A_KEEP;
+	}
 	case U_COMPUTE: {
 		const void *cur = NULL;
 		size_t clen = 0;
@@ -549,13 +561,14 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 			clen = value_len(m, b, at);
 		}
 		/* Writes to this map from fn would race with our CAS (and
-		 * could make it retry forever): write_begin refuses them. */
-		r->in_compute++;
+		 * could make it retry forever): cmap__may_write refuses
+		 * them. */
+		r->no_write++;
 		u->val = NULL;
 		u->vlen = 0;
 		int act = u->fn(u->key, u->klen, cur, clen, &u->val, &u->vlen,
 				u->ctx);
-		r->in_compute--;
+		r->no_write--;
 		/* fn may have retired (cmap_defer_free): make room again. */
 		if ((*rc = cmap__reserve(m, r, RESERVE_OP)) != CMAP_OK)
 			return A_KEEP;

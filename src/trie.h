@@ -221,6 +221,7 @@ typedef enum ukind {
 	U_CAS,	     /* store val if the value equals exp; out: current */
 	U_REMOVE,    /* remove; out: the removed value */
 	U_REMOVE_IF, /* remove if the value equals exp */
+	U_REMOVE_IS, /* remove if the entry is still exp's (iter.c) */
 	U_COMPUTE,   /* ask fn */
 } ukind_t;
 
@@ -239,12 +240,21 @@ typedef struct upd {
 	void *ctx;
 } upd_t;
 
-/* Run u on m.  The caller has entered m with r and reserved RESERVE_OP
- * retirements (ops.c, write_begin). */
+/* Run u on m.  The caller has entered m with r, checked cmap__may_write
+ * and reserved RESERVE_OP retirements. */
 int cmap__update(cmap_t *m, rec_t *r, upd_t *u);
 
 /* Retirements one update may make (a bucket and a blob); helping a frozen
  * node reserves its own on top, keeping these. */
 #define RESERVE_OP 2
+
+/* May r write m now?  Not from a destructor running inside reclamation
+ * (it must not retire), nor one that cmap_free runs (the map is going), nor
+ * from a compute function or retain predicate (the write could change the
+ * entry it is deciding on). */
+static inline int cmap__may_write(const cmap_t *m, const rec_t *r)
+{
+	return r->in_reclaim || r->no_write || m->dying ? CMAP_EINVAL : CMAP_OK;
+}
 
 #endif /* CMAP_TRIE_H */
