@@ -16,11 +16,21 @@
  * the ones compiled in).  After the load every map passes a guard: its len
  * equals the number of distinct keys inserted and a sample of gets returns
  * the last value written, or the run fails.
+ *
+ * --workloads also runs the optional operations of bench/maps.h, on every
+ * map that has them (skipped with a message on the others; --list shows
+ * which): counter and counter-zipf (atomic increments: cmap_compute,
+ * libcuckoo upsert, a TBB accessor, liburcu's lookup + replace retry loop,
+ * the striped table's write lock), insert (insert if absent, half of the
+ * keys loaded ones) and iterate / iterate-w (full walks, alone and with a
+ * concurrent writer).  --validate checks their results on every map.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -39,8 +49,13 @@
 
 #define MAX_PHASES 8
 
+/* What a run phase does: the classic random mix of gets, sets and
+ * removes, or one of the workloads of the optional operations. */
+enum kind { K_MIX, K_COUNTER, K_ZIPF, K_INSERT, K_ITER, K_ITER_W };
+
 struct opts {
 	uint64_t loads, gets, sets, rems, seed, ops;
+	enum kind kind;
 	const char *workloads[MAX_PHASES];
 	unsigned nworkloads;
 	unsigned threads, batch;
@@ -55,7 +70,10 @@ struct worker {
 	pthread_t tid;
 	unsigned idx;
 	uint64_t ops, hits, acc;
-	double t0, t1; /* this worker's start and end */
+	uint64_t todo;	   /* operations it will do (the progress total) */
+	uint64_t news;	   /* counter, insert: keys it inserted */
+	uint64_t low, sum; /* iterate: keys < --loads visited, value sum */
+	double t0, t1;	   /* this worker's start and end */
 	int error;
 	/* Operations done so far, for the progress line: stored every
 	 * QUIESCE_EVERY iterations and, whatever happened, as the full count
@@ -125,13 +143,75 @@ static size_t c_len(void *m)
 	return cmap_len(m);
 }
 
+/* counter: cmap_compute with a function that adds d (0 when absent).  It
+ * may run more than once (when another writer changed the value between
+ * its run and the CAS); each run overwrites out. */
+struct incr_ctx {
+	uint64_t d, out;
+};
+
+static int incr_fn(const void *key, size_t klen, const void *cur,
+		   size_t cur_len, const void **val, size_t *vlen, void *ctx)
+{
+	struct incr_ctx *c = ctx;
+	uint64_t v = 0;
+	(void)key;
+	(void)klen;
+	if (cur_len == 8)
+		memcpy(&v, cur, 8);
+	c->out = v + c->d;
+	*val = &c->out;
+	*vlen = 8;
+	return CMAP_COMPUTE_SET;
+}
+
+static inline int c_incr(void *m, uint32_t k, uint64_t d)
+{
+	struct incr_ctx c = {d, 0};
+	int rc = cmap_compute(m, &k, 4, incr_fn, &c);
+	return rc < 0 ? rc : rc == CMAP_OK;
+}
+
+static inline int c_insert(void *m, uint32_t k, uint64_t v)
+{
+	int rc = cmap_insert(m, &k, 4, &v, 8, NULL, NULL);
+	return rc < 0 ? rc : rc == CMAP_OK;
+}
+
+struct c_walk {
+	bench_visit_fn fn;
+	void *ctx;
+};
+
+static int c_visit(const void *key, size_t klen, const void *val, size_t vlen,
+		   void *ctx)
+{
+	struct c_walk *w = ctx;
+	uint32_t k;
+	uint64_t v;
+	(void)klen;
+	(void)vlen;
+	memcpy(&k, key, 4);
+	memcpy(&v, val, 8);
+	w->fn(k, v, w->ctx);
+	return 0;
+}
+
+static long c_iterate(void *m, bench_visit_fn fn, void *ctx)
+{
+	struct c_walk w = {fn, ctx};
+	return cmap_foreach(m, c_visit, &w);
+}
+
 static const struct bench_map bench_map_cmap = {
     "cmap",   "cmap: lock-free hash trie, epoch reclamation (this project)",
     c_create, c_destroy,
     NULL,     NULL,
     NULL,     c_set,
     c_get,    c_remove,
-    c_len};
+    c_len,    c_incr,
+    c_insert, c_iterate,
+    1};
 
 const struct bench_map *const bench_maps[] = {
     &bench_map_cmap,
@@ -151,12 +231,17 @@ const struct bench_map *const bench_maps[] = {
 static pthread_barrier_t start_line;
 
 /* splitmix64: one multiply-xorshift chain per number, seeded per thread. */
-static inline uint64_t rnd(uint64_t *s)
+#define GAMMA 0x9e3779b97f4a7c15ull
+static inline uint64_t mix_at(uint64_t z)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+static inline uint64_t rnd(uint64_t *s)
+{
+	return mix_at(*s += GAMMA);
 }
 
 /* A key in [0, n) without a division: Lemire's multiply-shift reduction
@@ -164,6 +249,63 @@ static inline uint64_t rnd(uint64_t *s)
 static inline uint32_t pick(uint64_t r, uint64_t n)
 {
 	return (uint32_t)(((r & 0xffffffffu) * n) >> 32);
+}
+
+/* The key the load inserted i-th (the load draws a key, then a value,
+ * from one splitmix64 stream seeded with --seed): a key that exists
+ * unless a later phase removed it, found without storing the keys. */
+static inline uint32_t load_key(uint64_t i)
+{
+	return pick(mix_at(O.seed + (2 * i + 1) * GAMMA), O.loads);
+}
+
+/* Keys no load draws: in [--loads, 2^32). */
+static inline uint32_t fresh_key(uint64_t r)
+{
+	return (uint32_t)(O.loads + pick(r, UINT32_MAX - O.loads));
+}
+
+/* counter-zipf: key ranks drawn from Zipf(ZIPF_THETA) over --loads ranks
+ * (Gray et al.'s closed form, YCSB's ZipfianGenerator), tabulated at
+ * 65,536 quantiles with linear interpolation in between, so that a draw
+ * costs a table lookup and not a pow().  Rank r is key
+ * pick(mix64(r), --loads): the hot keys are scattered over the map. */
+#define ZIPF_THETA 0.99
+enum { ZIPF_STEPS = 1 << 16 };
+static uint32_t zipf_tab[ZIPF_STEPS + 1];
+
+static void zipf_init(uint64_t n, double theta)
+{
+	/* zeta(n): exact for the first 100,000 terms, then the integral. */
+	uint64_t exact = n < 100000 ? n : 100000;
+	double zetan = 0;
+	for (uint64_t i = 1; i <= exact; i++)
+		zetan += pow((double)i, -theta);
+	if (n > exact)
+		zetan += (pow((double)n + 0.5, 1 - theta) -
+			  pow((double)exact + 0.5, 1 - theta)) /
+			 (1 - theta);
+	double zeta2 = 1 + pow(0.5, theta), alpha = 1 / (1 - theta);
+	double eta =
+	    n > 2 ? (1 - pow(2.0 / (double)n, 1 - theta)) / (1 - zeta2 / zetan)
+		  : 0;
+	for (unsigned j = 0; j <= ZIPF_STEPS; j++) {
+		double u = (double)j / ZIPF_STEPS, uz = u * zetan;
+		double r = uz < 1 ? 0
+			   : uz < zeta2
+			       ? 1
+			       : (double)n * pow(eta * u - eta + 1, alpha);
+		zipf_tab[j] =
+		    r >= (double)(n - 1) ? (uint32_t)(n - 1) : (uint32_t)r;
+	}
+}
+
+static inline uint32_t zipf_key(uint64_t r)
+{
+	uint32_t u = (uint32_t)r, j = u >> 16, f = u & 0xffff;
+	uint32_t lo = zipf_tab[j], hi = zipf_tab[j + 1];
+	uint64_t rank = lo + (((uint64_t)(hi - lo) * f) >> 16);
+	return pick(bench_mix64(rank), O.loads);
 }
 
 static double now(void)
@@ -215,6 +357,16 @@ static void usage(FILE *f)
 	    "--ops\n"
 	    "                  gets; sets; 90/5/5; 50/25/25; sets of one\n"
 	    "                  key); replaces --gets/--sets/--rems\n"
+	    "                  counter, counter-zipf: --ops atomic increments\n"
+	    "                  (cmap_compute) of keys drawn uniformly / from\n"
+	    "                  Zipf 0.99, inserted at 1 when absent\n"
+	    "                  insert: --ops inserts-if-absent, half of\n"
+	    "                  them of loaded keys, half of new keys (these\n"
+	    "                  are removed again after the phase, untimed)\n"
+	    "                  iterate: each thread walks the whole map once\n"
+	    "                  (ops = entries visited); iterate-w: the same\n"
+	    "                  while one more thread inserts and removes\n"
+	    "                  keys of its own\n"
 	    "  --ops N         operations per thread per workload (default "
 	    "--loads)\n"
 	    "  --batch B       do gets B at a time with cmap_get_batch "
@@ -225,7 +377,11 @@ static void usage(FILE *f)
 	    "  --map NAME      the map to drive (default cmap; see --list)\n"
 	    "  --list          list the maps compiled into this binary\n"
 	    "  --seed S        RNG seed (default %#llx)\n"
-	    "  --validate      check cmap's invariants after each phase\n"
+	    "  --validate      check cmap's invariants after each phase, and\n"
+	    "                  (every map) the new workloads' results: the\n"
+	    "                  counter sum, the number of new keys, the "
+	    "walk's\n"
+	    "                  count\n"
 	    "  --json          print a JSON summary as the last line\n"
 	    "  --no-progress   no progress line on stderr (shown only when\n"
 	    "                  stderr is a terminal)\n",
@@ -336,8 +492,10 @@ static void parse(int argc, char **argv)
 			for (char *t = strtok(optarg, ","); t;
 			     t = strtok(NULL, ",")) {
 				static const char *const known[] = {
-				    "get",   "set",	   "mix90",
-				    "mix50", "contention", NULL};
+				    "get",	    "set",	  "mix90",
+				    "mix50",	    "contention", "counter",
+				    "counter-zipf", "insert",	  "iterate",
+				    "iterate-w",    NULL};
 				bool found = false;
 				for (int i = 0; known[i]; i++)
 					found |= !strcmp(t, known[i]);
@@ -352,9 +510,17 @@ static void parse(int argc, char **argv)
 			}
 			break;
 		case LIST:
-			for (int i = 0; bench_maps[i]; i++)
-				printf("%-10s %s\n", bench_maps[i]->name,
-				       bench_maps[i]->desc);
+			for (int i = 0; bench_maps[i]; i++) {
+				const struct bench_map *b = bench_maps[i];
+				printf("%-10s %s [get set remove%s%s%s%s]\n",
+				       b->name, b->desc,
+				       b->incr ? " counter" : "",
+				       b->insert ? " insert" : "",
+				       b->iterate ? " iterate" : "",
+				       b->iterate && b->iterate_concurrent
+					   ? " iterate-w"
+					   : "");
+			}
 			exit(0);
 		case 'c':
 			O.contention = true;
@@ -406,11 +572,20 @@ static void parse(int argc, char **argv)
 			O.map);
 		exit(2);
 	}
-	if (B != &bench_map_cmap && (O.validate || O.batch > 1)) {
-		fprintf(stderr,
-			"cmap-perf: --validate and --batch are cmap's\n");
+	if (B != &bench_map_cmap && O.batch > 1) {
+		fprintf(stderr, "cmap-perf: --batch is cmap's\n");
 		exit(2);
 	}
+	for (unsigned i = 0; i < O.nworkloads; i++)
+		if ((!strcmp(O.workloads[i], "insert") ||
+		     !strcmp(O.workloads[i], "iterate-w")) &&
+		    O.loads > UINT32_MAX / 2) {
+			fprintf(stderr,
+				"cmap-perf: %s needs --loads <= 2^31 "
+				"(new keys are drawn above it)\n",
+				O.workloads[i]);
+			exit(2);
+		}
 }
 
 /* The run loop calls each map as a C program would: cmap directly (M is
@@ -433,19 +608,31 @@ static inline int op_remove(uint32_t k)
 	return M ? cmap_remove(M, &k, 4, NULL, NULL) : B->remove(BM, k);
 }
 
-/* The run phase of one thread: a random interleaving of its counts. */
-static void *run_thread(void *arg)
+static inline int op_incr(uint32_t k, uint64_t d)
 {
-	struct worker *w = arg;
-	uint64_t s = O.seed ^ (0x9e3779b97f4a7c15ull * (w->idx + 1));
+	return M ? c_incr(M, k, d) : B->incr(BM, k, d);
+}
+
+static inline int op_insert(uint32_t k, uint64_t v)
+{
+	return M ? c_insert(M, k, v) : B->insert(BM, k, v);
+}
+
+/* Worker i's RNG stream. */
+static uint64_t worker_seed(unsigned idx)
+{
+	return O.seed ^ (GAMMA * (idx + 1));
+}
+
+/* The run phase of one thread: a random interleaving of its counts. */
+static void mix_thread(struct worker *w)
+{
+	uint64_t s = worker_seed(w->idx);
 	uint64_t g = O.gets, st = O.sets, rm = O.rems, n = O.loads;
 	uint64_t hits = 0, acc = 0;
 	uint32_t keys[BATCH_MAX];
 	uint64_t vals[BATCH_MAX];
 	unsigned until_round = 1;
-	if (B->enter)
-		B->enter(BM);
-	pthread_barrier_wait(&start_line);
 	double t0 = now();
 	uint64_t todo = g + st + rm;
 	while (g + st + rm) {
@@ -498,12 +685,186 @@ static void *run_thread(void *arg)
 	}
 	w->t0 = t0;
 	w->t1 = now();
-	atomic_store_explicit(&w->done, todo, memory_order_relaxed);
-	if (B->leave)
-		B->leave(BM);
 	w->ops = O.gets + O.sets + O.rems;
 	w->hits = hits;
 	w->acc = acc;
+}
+
+/* Every QUIESCE_EVERY operations of the new workloads' loops. */
+static inline void round_tick(struct worker *w, uint64_t i)
+{
+	if (B->quiesce)
+		B->quiesce(BM);
+	if (O.progress)
+		atomic_store_explicit(&w->done, i, memory_order_relaxed);
+}
+
+/* counter, counter-zipf: --ops increments by 1 of keys in [0, --loads). */
+static void counter_thread(struct worker *w)
+{
+	uint64_t s = worker_seed(w->idx), news = 0;
+	bool zipf = O.kind == K_ZIPF;
+	double t0 = now();
+	for (uint64_t i = 0; i < O.ops; i++) {
+		if ((i & (QUIESCE_EVERY - 1)) == 0)
+			round_tick(w, i);
+		uint64_t r = rnd(&s);
+		int rc = op_incr(zipf ? zipf_key(r) : pick(r, O.loads), 1);
+		if (rc < 0) {
+			w->error = rc;
+			break;
+		}
+		news += (uint64_t)rc;
+	}
+	w->t0 = t0;
+	w->t1 = now();
+	w->ops = O.ops;
+	w->news = news;
+}
+
+/* insert's i-th key of a stream: a loaded key or a new one, even odds.
+ * The cleanup replays the stream to remove the new ones. */
+static inline uint32_t insert_key(uint64_t r, bool *fresh)
+{
+	*fresh = r >> 63;
+	return *fresh ? fresh_key(r) : load_key(pick(r, O.loads));
+}
+
+static void insert_thread(struct worker *w)
+{
+	uint64_t s = worker_seed(w->idx), news = 0;
+	double t0 = now();
+	for (uint64_t i = 0; i < O.ops; i++) {
+		if ((i & (QUIESCE_EVERY - 1)) == 0)
+			round_tick(w, i);
+		bool fresh;
+		uint64_t r = rnd(&s);
+		int rc = op_insert(insert_key(r, &fresh), r);
+		if (rc < 0) {
+			w->error = rc;
+			break;
+		}
+		news += (uint64_t)rc;
+	}
+	w->t0 = t0;
+	w->t1 = now();
+	w->ops = O.ops;
+	w->news = news;
+}
+
+/* iterate: one full walk.  The visit counts the entries, those with a
+ * loaded-range key apart, and sums the values (so nothing is optimised
+ * away). */
+struct walk {
+	uint64_t n, low, sum;
+};
+
+static void visit(uint32_t k, uint64_t v, void *ctx)
+{
+	struct walk *wk = ctx;
+	wk->n++;
+	wk->low += k < O.loads;
+	wk->sum += v;
+}
+
+static void iter_thread(struct worker *w)
+{
+	struct walk wk = {0, 0, 0};
+	double t0 = now();
+	long n = M ? c_iterate(M, visit, &wk) : B->iterate(BM, visit, &wk);
+	w->t0 = t0;
+	w->t1 = now();
+	if (n < 0)
+		w->error = (int)n;
+	else if ((uint64_t)n != wk.n)
+		w->error = CMAP_EINVAL; /* the return value disagrees */
+	w->ops = wk.n;
+	w->low = wk.low;
+	w->sum = wk.sum;
+}
+
+/* A phase's worker: the loop of the phase's kind between the start
+ * barrier and the map's leave (tools/count-instr.sh counts the
+ * instructions inside this function). */
+static void *run_thread(void *arg)
+{
+	struct worker *w = arg;
+	if (B->enter)
+		B->enter(BM);
+	pthread_barrier_wait(&start_line);
+	switch (O.kind) {
+	case K_MIX:
+		mix_thread(w);
+		break;
+	case K_COUNTER:
+	case K_ZIPF:
+		counter_thread(w);
+		break;
+	case K_INSERT:
+		insert_thread(w);
+		break;
+	case K_ITER:
+	case K_ITER_W:
+		iter_thread(w);
+		break;
+	}
+	atomic_store_explicit(&w->done, w->todo, memory_order_relaxed);
+	if (B->leave)
+		B->leave(BM);
+	return NULL;
+}
+
+/* iterate-w's writer: until the walkers are done, inserts new keys (above
+ * --loads) and removes each again WRITER_KEEP inserts later, so the map
+ * changes shape all over while every loaded key stays; at the end it
+ * removes the rest, untimed, leaving the map as it found it. */
+enum { WRITER_KEEP = 1024 };
+static _Atomic bool writer_stop;
+
+struct writer {
+	pthread_t tid;
+	uint64_t ops;
+	double t0, t1;
+	int error;
+};
+
+static void *writer_thread(void *arg)
+{
+	struct writer *wr = arg;
+	static uint32_t ring[WRITER_KEEP];
+	uint64_t s = worker_seed(MAX_THREADS), ops = 0;
+	size_t pos = 0, held = 0;
+	int rc = 0;
+	if (B->enter)
+		B->enter(BM);
+	pthread_barrier_wait(&start_line);
+	wr->t0 = now();
+	while (!atomic_load_explicit(&writer_stop, memory_order_relaxed)) {
+		if ((ops & (QUIESCE_EVERY - 1)) == 0 && B->quiesce)
+			B->quiesce(BM);
+		if (held == WRITER_KEEP) {
+			rc = op_remove(ring[pos]);
+			ops++;
+			held--;
+		}
+		uint64_t r = rnd(&s);
+		ring[pos] = fresh_key(r);
+		if (rc >= 0)
+			rc = op_set(ring[pos], r);
+		ops++;
+		held++;
+		pos = (pos + 1) % WRITER_KEEP;
+		if (rc < 0)
+			break;
+	}
+	wr->t1 = now();
+	for (size_t i = 0; i < held && rc >= 0; i++)
+		rc = op_remove(
+		    ring[(pos + WRITER_KEEP - held + i) % WRITER_KEEP]);
+	if (B->leave)
+		B->leave(BM);
+	wr->ops = ops;
+	wr->error = rc < 0 ? rc : 0;
 	return NULL;
 }
 
@@ -535,6 +896,7 @@ struct phase_res {
 	unsigned threads;
 	uint64_t ops;
 	double secs, mops, per_thread;
+	double writer_mops; /* iterate-w: the writer's ops/s meanwhile */
 };
 
 /* The named workloads of --workloads: counts per thread from --ops. */
@@ -543,7 +905,18 @@ static void set_workload(const char *w)
 	uint64_t n = O.ops;
 	O.gets = O.sets = O.rems = 0;
 	O.contention = false;
-	if (!strcmp(w, "get"))
+	O.kind = K_MIX;
+	if (!strcmp(w, "counter"))
+		O.kind = K_COUNTER;
+	else if (!strcmp(w, "counter-zipf"))
+		O.kind = K_ZIPF;
+	else if (!strcmp(w, "insert"))
+		O.kind = K_INSERT;
+	else if (!strcmp(w, "iterate"))
+		O.kind = K_ITER;
+	else if (!strcmp(w, "iterate-w"))
+		O.kind = K_ITER_W;
+	else if (!strcmp(w, "get"))
 		O.gets = n;
 	else if (!strcmp(w, "set"))
 		O.sets = n;
@@ -589,28 +962,146 @@ static void progress_wait(const char *name, struct worker *w, uint64_t total)
 	progress_clear();
 }
 
+/* Why the phase's kind cannot run on map B, or NULL if it can. */
+static const char *missing_op(void)
+{
+	switch (O.kind) {
+	case K_MIX:
+		return NULL;
+	case K_COUNTER:
+	case K_ZIPF:
+		return B->incr ? NULL : "no atomic increment (upsert)";
+	case K_INSERT:
+		return B->insert ? NULL : "no insert-if-absent";
+	case K_ITER:
+		return B->iterate ? NULL : "no iteration";
+	case K_ITER_W:
+		return !B->iterate ? "no iteration"
+		       : !B->iterate_concurrent
+			   ? "its iteration is not safe (or not exactly-once) "
+			     "with a concurrent writer"
+			   : NULL;
+	}
+	return NULL;
+}
+
+/* The main thread's uses of the map between phases, as a thread of its
+ * own (enter/leave). */
+static size_t map_len(void)
+{
+	if (B->enter)
+		B->enter(BM);
+	size_t len = B->len(BM);
+	if (B->leave)
+		B->leave(BM);
+	return len;
+}
+
+/* The sum of the values of keys [0, --loads) (absent: 0), for the counter
+ * check; modulo 2^64 like the increments. */
+static uint64_t sum_loaded_range(void)
+{
+	uint64_t sum = 0;
+	if (B->enter)
+		B->enter(BM);
+	for (uint64_t k = 0; k < O.loads; k++) {
+		uint64_t v = 0;
+		if ((k & (QUIESCE_EVERY - 1)) == 0 && B->quiesce)
+			B->quiesce(BM);
+		if (B->get(BM, (uint32_t)k, &v))
+			sum += v;
+	}
+	if (B->leave)
+		B->leave(BM);
+	return sum;
+}
+
+/* After insert: remove the new keys the workers inserted (replaying their
+ * streams), untimed, so later phases see the loaded map. */
+static int insert_cleanup(unsigned threads)
+{
+	int rc = 0;
+	if (B->enter)
+		B->enter(BM);
+	for (unsigned t = 0; t < threads && rc >= 0; t++) {
+		uint64_t s = worker_seed(t);
+		for (uint64_t i = 0; i < O.ops && rc >= 0; i++) {
+			bool fresh;
+			uint32_t k = insert_key(rnd(&s), &fresh);
+			if ((i & (QUIESCE_EVERY - 1)) == 0 && B->quiesce)
+				B->quiesce(BM);
+			if (fresh)
+				rc = op_remove(k);
+		}
+	}
+	if (B->leave)
+		B->leave(BM);
+	return rc;
+}
+
+static bool check(const char *phase, bool good, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool check(const char *phase, bool good, const char *fmt, ...)
+{
+	va_list ap;
+	printf("validate %s: %s (", phase, good ? "ok" : "FAILED");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf(")\n");
+	return good;
+}
+
+/* Runs one phase; false if a check failed.  pr->name stays NULL when the
+ * map lacks the phase's operation (the phase is skipped). */
 static bool run_phase(const char *name, struct phase_res *pr)
 {
-	uint64_t per = O.gets + O.sets + O.rems, hits = 0, acc = 0;
+	uint64_t per = O.gets + O.sets + O.rems, hits = 0, acc = 0, news = 0;
+	uint64_t total = 0, sum_before = 0;
 	double per_thread = 0;
 	bool ok = true;
+	const char *why = missing_op();
+	pr->name = NULL;
+	if (why) {
+		printf("%s: skipped for %s: %s\n", name, B->name, why);
+		return true;
+	}
+	if (O.kind != K_MIX)
+		per = O.kind == K_ITER || O.kind == K_ITER_W ? 1 : O.ops;
+	size_t len_before = map_len();
+	if (O.validate && (O.kind == K_COUNTER || O.kind == K_ZIPF))
+		sum_before = sum_loaded_range();
 	struct worker *w = aligned_alloc(64, O.threads * sizeof *w);
 	if (!w)
 		die("allocating workers", CMAP_ENOMEM);
 	memset(w, 0, O.threads * sizeof *w);
-	pthread_barrier_init(&start_line, NULL, O.threads + 1);
+	struct writer wr = {0};
+	bool writer = O.kind == K_ITER_W;
+	atomic_store(&writer_stop, false);
+	pthread_barrier_init(&start_line, NULL, O.threads + 1 + writer);
 	for (unsigned i = 0; i < O.threads; i++) {
 		w[i].idx = i;
+		w[i].todo = per;
 		if (pthread_create(&w[i].tid, NULL, run_thread, &w[i])) {
 			fprintf(stderr, "cmap-perf: pthread_create\n");
 			exit(1);
 		}
+	}
+	if (writer && pthread_create(&wr.tid, NULL, writer_thread, &wr)) {
+		fprintf(stderr, "cmap-perf: pthread_create\n");
+		exit(1);
 	}
 	pthread_barrier_wait(&start_line);
 	if (O.progress)
 		progress_wait(name, w, per * O.threads);
 	for (unsigned i = 0; i < O.threads; i++)
 		pthread_join(w[i].tid, NULL);
+	if (writer) {
+		atomic_store(&writer_stop, true);
+		pthread_join(wr.tid, NULL);
+		if (wr.error)
+			die("iterate-w writer", wr.error);
+	}
 	/* The phase lasts from the first worker's start to the last one's
 	 * end, as the workers saw it: the main thread's own clock could start
 	 * late (with as many workers as cores it may not run again until
@@ -628,31 +1119,116 @@ static bool run_phase(const char *name, struct phase_res *pr)
 		per_thread += (double)w[i].ops / (w[i].t1 - w[i].t0) / 1e6;
 		hits += w[i].hits;
 		acc ^= w[i].acc;
+		news += w[i].news;
+		total += w[i].ops;
 	}
-	free(w);
 	per_thread /= O.threads;
 	*pr = (struct phase_res){name,
 				 O.threads,
-				 per * O.threads,
+				 total,
 				 secs,
-				 (double)(per * O.threads) / secs / 1e6,
-				 per_thread};
-	if (B->enter)
-		B->enter(BM);
-	size_t len = B->len(BM);
-	if (B->leave)
-		B->leave(BM);
+				 (double)total / secs / 1e6,
+				 per_thread,
+				 writer ? (double)wr.ops / (wr.t1 - wr.t0) / 1e6
+					: 0};
+	size_t len = map_len();
 	long rss = peak_rss_bytes();
-	printf("%s: %u threads x (%" PRIu64 " gets, %" PRIu64 " sets, %" PRIu64
-	       " rems%s%s) in %.3f s: %.2f Mops/s total, %.2f Mops/s per "
-	       "thread; %" PRIu64 " get hits (xor %#" PRIx64 ")\n",
-	       name, O.threads, O.gets, O.sets, O.rems,
-	       O.contention ? ", contention" : "",
-	       O.batch > 1 ? ", batched gets" : "", secs, pr->mops, per_thread,
-	       hits, acc);
+	switch (O.kind) {
+	case K_MIX:
+		printf("%s: %u threads x (%" PRIu64 " gets, %" PRIu64
+		       " sets, %" PRIu64 " rems%s%s) in %.3f s: %.2f Mops/s "
+		       "total, %.2f Mops/s per thread; %" PRIu64
+		       " get hits (xor %#" PRIx64 ")\n",
+		       name, O.threads, O.gets, O.sets, O.rems,
+		       O.contention ? ", contention" : "",
+		       O.batch > 1 ? ", batched gets" : "", secs, pr->mops,
+		       per_thread, hits, acc);
+		break;
+	case K_COUNTER:
+	case K_ZIPF:
+	case K_INSERT:
+		printf("%s: %u threads x %" PRIu64 " %s in %.3f s: %.2f Mops/s "
+		       "total, %.2f Mops/s per thread; %" PRIu64
+		       " new keys (%.1f %%)\n",
+		       name, O.threads, O.ops,
+		       O.kind == K_INSERT ? "inserts if absent"
+		       : O.kind == K_ZIPF ? "increments (Zipf 0.99 keys)"
+					  : "increments (uniform keys)",
+		       secs, pr->mops, per_thread, news,
+		       total ? 100.0 * (double)news / (double)total : 0.0);
+		break;
+	case K_ITER:
+	case K_ITER_W:
+		printf("%s: %u threads x 1 walk in %.3f s: %" PRIu64
+		       " entries, %.2f M entries/s total, %.2f M entries/s "
+		       "per thread",
+		       name, O.threads, secs, total, pr->mops, per_thread);
+		if (writer)
+			printf("; writer meanwhile: %" PRIu64
+			       " inserts + removes, %.2f Mops/s",
+			       wr.ops, pr->writer_mops);
+		printf("\n");
+		break;
+	}
 	printf("after %s: len %zu, peak RSS %.1f MiB, %.1f bytes/entry\n", name,
 	       len, rss / 1048576.0, len ? (double)rss / (double)len : 0.0);
-	if (O.validate)
+	if (O.validate) {
+		uint64_t want = O.ops * O.threads, got;
+		switch (O.kind) {
+		case K_MIX:
+			break;
+		case K_COUNTER:
+		case K_ZIPF:
+			got = sum_loaded_range() - sum_before;
+			ok &= check(name, got == want,
+				    "value sum grew by %" PRIu64
+				    ", increments %" PRIu64,
+				    got, want);
+			ok &=
+			    check(name, len - len_before == news,
+				  "len grew by %zu, inserts reported %" PRIu64,
+				  len - len_before, news);
+			break;
+		case K_INSERT:
+			ok &=
+			    check(name, len - len_before == news,
+				  "len grew by %zu, inserts reported %" PRIu64,
+				  len - len_before, news);
+			break;
+		case K_ITER:
+			for (unsigned i = 0; i < O.threads; i++)
+				ok &= check(name, w[i].ops == len,
+					    "walk %u visited %" PRIu64
+					    ", len %zu",
+					    i, w[i].ops, len);
+			break;
+		case K_ITER_W:
+			for (unsigned i = 0; i < O.threads; i++)
+				ok &= check(name, w[i].low == len_before,
+					    "walk %u visited %" PRIu64
+					    " of the %zu loaded keys present "
+					    "throughout, and %" PRIu64
+					    " of the writer's",
+					    i, w[i].low, len_before,
+					    w[i].ops - w[i].low);
+			ok &= check(name, len == len_before,
+				    "len %zu after the writer, %zu before", len,
+				    len_before);
+			break;
+		}
+	}
+	free(w);
+	if (O.kind == K_INSERT) {
+		int rc = insert_cleanup(O.threads);
+		if (rc < 0)
+			die("removing the inserted keys", rc);
+		if (O.validate)
+			ok &= check(name, map_len() == len_before,
+				    "len %zu after removing the new keys, %zu "
+				    "before",
+				    map_len(), len_before);
+	}
+	if (O.validate && M)
 		ok &= validate(name);
 	return ok;
 }
@@ -660,7 +1236,21 @@ static bool run_phase(const char *name, struct phase_res *pr)
 int main(int argc, char **argv)
 {
 	parse(argc, argv);
-	BM = B->create(O.loads);
+	/* The capacity hint: the load, plus what insert adds before its
+	 * cleanup (half its draws are new keys) and iterate-w's writer
+	 * holds. */
+	uint64_t hint = O.loads, maxt = O.threads;
+	for (unsigned i = 0; i < O.ntl; i++)
+		maxt = O.tlist[i] > maxt ? O.tlist[i] : maxt;
+	for (unsigned i = 0; i < O.nworkloads; i++) {
+		if (!strcmp(O.workloads[i], "insert"))
+			hint += O.ops * maxt / 2;
+		if (!strcmp(O.workloads[i], "iterate-w"))
+			hint += WRITER_KEEP;
+		if (!strcmp(O.workloads[i], "counter-zipf"))
+			zipf_init(O.loads, ZIPF_THETA);
+	}
+	BM = B->create(hint);
 	if (!BM)
 		die("creating the map", CMAP_ENOMEM);
 	printf("cmap-perf: map %s, %ld cpus, hasher %s, seed %#" PRIx64
@@ -730,7 +1320,7 @@ int main(int argc, char **argv)
 		B->leave(BM);
 	if (!ok)
 		return 1;
-	if (O.validate)
+	if (O.validate && M)
 		ok &= validate("after load");
 	double load_rss_per = len ? (double)rss / (double)len : 0.0;
 
@@ -744,20 +1334,23 @@ int main(int argc, char **argv)
 			O.threads = O.ntl ? O.tlist[ti] : O.threads;
 			for (unsigned i = 0; i < O.nworkloads; i++) {
 				set_workload(O.workloads[i]);
-				if (!run_phase(O.workloads[i], &res[nph++]))
+				if (!run_phase(O.workloads[i], &res[nph]))
 					ok = false;
+				if (res[nph].name)
+					nph++;
 			}
 		}
 	} else if (O.gets + O.sets + O.rems) {
-		if (!run_phase("run", &res[nph++]))
+		if (!run_phase("run", &res[nph]))
 			ok = false;
+		nph++;
 	}
 	len = B->len(BM);
 	rss = peak_rss_bytes();
 	if (O.json) {
 		struct phase_res run =
 		    nph ? res[nph - 1]
-			: (struct phase_res){"run", 0, 0, 0, 0, 0};
+			: (struct phase_res){"run", 0, 0, 0, 0, 0, 0};
 		printf("{\"load\":{\"ops\":%" PRIu64
 		       ",\"secs\":%.6f,\"mops\":%.4f},",
 		       O.loads, load_secs, load_mops);
@@ -769,10 +1362,10 @@ int main(int argc, char **argv)
 			printf(
 			    "%s{\"name\":\"%s\",\"threads\":%u,\"ops\":%" PRIu64
 			    ",\"secs\":%.6f,\"mops\":%.4f,"
-			    "\"per_thread_mops\":%.4f}",
+			    "\"per_thread_mops\":%.4f,\"writer_mops\":%.4f}",
 			    i ? "," : "", res[i].name, res[i].threads,
 			    res[i].ops, res[i].secs, res[i].mops,
-			    res[i].per_thread);
+			    res[i].per_thread, res[i].writer_mops);
 		printf(
 		    "],\"len\":%zu,\"rss_bytes\":%ld,\"bytes_per_entry\":%.2f,"
 		    "\"load_bytes_per_entry\":%.2f,\"threads\":%u,"

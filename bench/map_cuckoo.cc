@@ -43,6 +43,34 @@ size_t len(void *m)
 	return static_cast<table *>(m)->size();
 }
 
+// upsert runs the functor on the value under the key's two bucket locks
+// (uprase_fn without the erase), or inserts d.
+int incr(void *m, uint32_t k, uint64_t d)
+{
+	return static_cast<table *>(m)->upsert(
+		   k, [d](uint64_t &v) { v += d; }, d)
+		   ? 1
+		   : 0;
+}
+
+int insert(void *m, uint32_t k, uint64_t v)
+{
+	return static_cast<table *>(m)->insert(k, v) ? 1 : 0;
+}
+
+// lock_table takes every bucket lock for the walk: writers wait until it
+// ends.
+long iterate(void *m, bench_visit_fn fn, void *ctx)
+{
+	auto lt = static_cast<table *>(m)->lock_table();
+	long n = 0;
+	for (const auto &kv : lt) {
+		fn(kv.first, kv.second, ctx);
+		n++;
+	}
+	return n;
+}
+
 } // namespace
 
 extern "C" const struct bench_map bench_map_cuckoo = {
@@ -51,4 +79,6 @@ extern "C" const struct bench_map bench_map_cuckoo = {
     nullptr,  nullptr,
     nullptr,  set,
     get,      rem,
-    len};
+    len,      incr,
+    insert,   iterate,
+    1};

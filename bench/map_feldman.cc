@@ -81,6 +81,25 @@ size_t len(void *m)
 	return T(m).size();
 }
 
+int insert(void *m, uint32_t k, uint64_t v)
+{
+	return T(m).insert(k, v) ? 1 : 0;
+}
+
+// The iterators are thread-safe (hazard-pointer guarded) but may visit an
+// item twice while its array node splits, so only the walk alone is
+// measured (iterate_concurrent 0).  No counter: update() calls its functor
+// after the new node is published, so an increment there is not atomic.
+long iterate(void *m, bench_visit_fn fn, void *ctx)
+{
+	long n = 0;
+	for (auto it = T(m).cbegin(), end = T(m).cend(); it != end; ++it) {
+		fn(it->first, it->second, ctx);
+		n++;
+	}
+	return n;
+}
+
 } // namespace
 
 extern "C" const struct bench_map bench_map_feldman = {
@@ -89,4 +108,6 @@ extern "C" const struct bench_map bench_map_feldman = {
     enter,     leave,
     nullptr,   set,
     get,       rem,
-    len};
+    len,       nullptr,
+    insert,    iterate,
+    0};

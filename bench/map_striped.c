@@ -171,10 +171,74 @@ static size_t len(void *m)
 	return n;
 }
 
+/* Insert k (absent, at slot i) under the stripe's write lock; -1 when the
+ * stripe is at its sized capacity. */
+static int add_at(struct stripe *s, size_t i, uint32_t k, uint64_t v)
+{
+	if (s->len + 1 > s->mask / 2)
+		return -1;
+	if (s->slots[i].state == 0)
+		s->used++;
+	s->len++;
+	s->slots[i] = (struct slot){v, k, 1};
+	return 1;
+}
+
+/* Under the write lock, with the same tombstone rule as set. */
+static int upsert(void *m, uint32_t k, uint64_t v, int add)
+{
+	uint64_t h = bench_mix64(k);
+	struct stripe *s = stripe_of(m, h);
+	int found, rc = 0;
+	pthread_rwlock_wrlock(&s->lock);
+	if (s->used >= s->mask / 4 * 3 && rehash(s) < 0) {
+		pthread_rwlock_unlock(&s->lock);
+		return -1;
+	}
+	size_t i = probe(s, k, h, &found);
+	if (!found)
+		rc = add_at(s, i, k, v);
+	else if (add)
+		s->slots[i].val += v;
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+static int incr(void *m, uint32_t k, uint64_t d)
+{
+	return upsert(m, k, d, 1);
+}
+
+static int insert(void *m, uint32_t k, uint64_t v)
+{
+	return upsert(m, k, v, 0);
+}
+
+/* A stripe at a time under its read lock: keys present throughout are
+ * visited once; writers to the stripe being walked wait. */
+static long iterate(void *m, bench_visit_fn fn, void *ctx)
+{
+	struct striped *t = m;
+	long n = 0;
+	for (int i = 0; i < STRIPES; i++) {
+		struct stripe *s = &t->s[i];
+		pthread_rwlock_rdlock(&s->lock);
+		for (size_t j = 0; j <= s->mask; j++)
+			if (s->slots[j].state == 1) {
+				fn(s->slots[j].key, s->slots[j].val, ctx);
+				n++;
+			}
+		pthread_rwlock_unlock(&s->lock);
+	}
+	return n;
+}
+
 const struct bench_map bench_map_striped = {
     "striped", "baseline: open addressing behind 16 striped rwlocks",
     create,    destroy,
     NULL,      NULL,
     NULL,      set,
     get,       rem,
-    len};
+    len,       incr,
+    insert,    iterate,
+    1};

@@ -53,6 +53,34 @@ size_t len(void *m)
 	return static_cast<table *>(m)->size();
 }
 
+// The key's write accessor (bucket write lock) held for the increment; an
+// inserted value starts at 0.
+int incr(void *m, uint32_t k, uint64_t d)
+{
+	table::accessor a;
+	bool inserted = static_cast<table *>(m)->insert(a, k);
+	a->second += d;
+	return inserted ? 1 : 0;
+}
+
+int insert(void *m, uint32_t k, uint64_t v)
+{
+	return static_cast<table *>(m)->insert(table::value_type(k, v)) ? 1 : 0;
+}
+
+// concurrent_hash_map's iterators are not safe against concurrent
+// insert/erase: a walk alone only (iterate_concurrent 0).
+long iterate(void *m, bench_visit_fn fn, void *ctx)
+{
+	const table &t = *static_cast<table *>(m);
+	long n = 0;
+	for (const auto &kv : t) {
+		fn(kv.first, kv.second, ctx);
+		n++;
+	}
+	return n;
+}
+
 } // namespace
 
 extern "C" const struct bench_map bench_map_tbb = {
@@ -61,4 +89,6 @@ extern "C" const struct bench_map bench_map_tbb = {
     nullptr, nullptr,
     nullptr, set,
     get,     rem,
-    len};
+    len,     incr,
+    insert,  iterate,
+    0};

@@ -149,10 +149,85 @@ static size_t len(void *m)
 	return count;
 }
 
+/* cds_lfht has no in-place update: an increment is a retry loop of lookup,
+ * a new node with the sum and cds_lfht_replace, which fails (-ENOENT) when
+ * the node it replaces was replaced or removed meanwhile (a plain
+ * cds_lfht_add_replace would lose concurrent increments); an absent key is
+ * added with cds_lfht_add_unique, which returns the winner of a race. */
+static int incr(void *m, uint32_t k, uint64_t d)
+{
+	uint64_t h = bench_mix64(k);
+	struct node *x = malloc(sizeof *x), *old = NULL;
+	if (!x)
+		return -1;
+	x->key = k;
+	rcu_read_lock();
+	for (;;) {
+		struct cds_lfht_iter it;
+		cds_lfht_node_init(&x->ln);
+		cds_lfht_lookup(m, h, match, &k, &it);
+		struct cds_lfht_node *ln = cds_lfht_iter_get_node(&it);
+		if (!ln) {
+			x->val = d;
+			if (cds_lfht_add_unique(m, h, match, &k, &x->ln) ==
+			    &x->ln)
+				break;
+			continue; /* another thread inserted k first */
+		}
+		old = caa_container_of(ln, struct node, ln);
+		x->val = old->val + d;
+		if (cds_lfht_replace(m, &it, h, match, &k, &x->ln) == 0)
+			break;
+		old = NULL;
+	}
+	rcu_read_unlock();
+	if (old)
+		call_rcu(&old->rh, free_node);
+	return old == NULL;
+}
+
+static int insert(void *m, uint32_t k, uint64_t v)
+{
+	struct node *x = malloc(sizeof *x);
+	if (!x)
+		return -1;
+	cds_lfht_node_init(&x->ln);
+	x->key = k;
+	x->val = v;
+	rcu_read_lock();
+	struct cds_lfht_node *got =
+	    cds_lfht_add_unique(m, bench_mix64(k), match, &k, &x->ln);
+	rcu_read_unlock();
+	if (got != &x->ln) {
+		free(x); /* never published */
+		return 0;
+	}
+	return 1;
+}
+
+/* One read-side critical section for the whole walk (for QSBR: no
+ * quiescent state until it ends, so grace periods wait for it). */
+static long iterate(void *m, bench_visit_fn fn, void *ctx)
+{
+	struct cds_lfht_iter it;
+	struct node *x;
+	long n = 0;
+	rcu_read_lock();
+	cds_lfht_for_each_entry(m, &it, x, ln)
+	{
+		fn(x->key, x->val, ctx);
+		n++;
+	}
+	rcu_read_unlock();
+	return n;
+}
+
 const struct bench_map MAP_VAR = {
     MAP_NAME, "liburcu cds_lfht (" MAP_NAME " flavour), frees via call_rcu",
     create,   destroy,
     enter,    leave,
     quiesce,  set,
     get,      rem,
-    len};
+    len,      incr,
+    insert,   iterate,
+    1};

@@ -14,6 +14,9 @@
 extern "C" {
 #endif
 
+/* Called by iterate for each entry. */
+typedef void (*bench_visit_fn)(uint32_t k, uint64_t v, void *ctx);
+
 struct bench_map {
 	const char *name; /* for --map */
 	const char *desc; /* one line for --list */
@@ -34,6 +37,25 @@ struct bench_map {
 	/* 1: removed, 0: not found. */
 	int (*remove)(void *m, uint32_t k);
 	size_t (*len)(void *m);
+
+	/* Optional operations, NULL where the map has no such operation (or
+	 * none that is atomic): the workloads that need one are then skipped
+	 * for this map, with a message.  Threads call enter/leave and quiesce
+	 * around them as around the others. */
+	/* counter: add d to k's value in one atomic read-modify-write,
+	 * inserting d when k is absent.  1: inserted, 0: updated, < 0: error.
+	 */
+	int (*incr)(void *m, uint32_t k, uint64_t d);
+	/* insert if absent: 1: inserted, 0: k was present (nothing changed),
+	 * < 0: error. */
+	int (*insert)(void *m, uint32_t k, uint64_t v);
+	/* iterate: call fn once for every entry; returns the number visited
+	 * or < 0.  Called by a thread between its enter and leave. */
+	long (*iterate)(void *m, bench_visit_fn fn, void *ctx);
+	/* Nonzero: iterate may run while other threads write, and visits
+	 * every key present throughout the walk exactly once (it may block
+	 * the writers meanwhile: libcuckoo's lock_table does). */
+	int iterate_concurrent;
 };
 
 #define QUIESCE_EVERY 64
