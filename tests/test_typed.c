@@ -2,9 +2,9 @@
  * The CMAP_TYPED read-modify-write wrappers: name_insert, name_replace,
  * name_cas, name_remove_if and name_update (its trampoline: the copy of
  * the current value, the zeroed *out of an absent key, every action, the
- * refused write from inside fn), single-threaded against the documented
- * statuses, then from several threads (counters through update and through
- * a cas loop, racing inserts of which exactly one wins).
+ * refused write from inside fn) and name_foreach, single-threaded against
+ * the documented statuses, then from several threads (counters through update
+ * and through a cas loop, racing inserts of which exactly one wins).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -179,6 +179,39 @@ static void struct_values(void)
 	ptm_free(m);
 }
 
+struct sum {
+	uint64_t keys, vals;
+	long calls, stop_at;
+};
+
+static int sum_fn(uint32_t k, uint64_t v, void *ctx)
+{
+	struct sum *s = ctx;
+	s->keys += k;
+	s->vals += v;
+	return ++s->calls == s->stop_at;
+}
+
+static void foreach (void)
+{
+	tm_t *m = NULL;
+	struct sum s = {0, 0, 0, 0};
+	CHECK_EQ(tm_new(&m, NULL), CMAP_OK);
+	CHECK_EQ(tm_foreach(m, sum_fn, &s), 0);
+	CHECK_EQ(s.calls, 0);
+	for (uint32_t k = 1; k <= 1000; k++)
+		CHECK_EQ(tm_set(m, k, (uint64_t)k * 3, NULL), CMAP_OK);
+	CHECK_EQ(tm_foreach(m, sum_fn, &s), 1000);
+	CHECK_EQ(s.keys, 500500);
+	CHECK_EQ(s.vals, 3 * 500500);
+	/* a nonzero answer stops the walk; that call counts */
+	s = (struct sum){0, 0, 0, 10};
+	CHECK_EQ(tm_foreach(m, sum_fn, &s), 10);
+	CHECK_EQ(s.calls, 10);
+	CHECK_EQ(tm_foreach(m, NULL, &s), CMAP_EINVAL);
+	tm_free(m);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 #define THREADS 4
@@ -252,6 +285,8 @@ int main(void)
 {
 	single();
 	struct_values();
+	foreach ()
+		;
 	threads();
 	puts("test_typed: ok");
 	return 0;
