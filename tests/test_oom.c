@@ -14,6 +14,9 @@
  *    the map exactly as it was (reference comparison, cmap_validate).  A
  *    remove that succeeds although an allocation failed (its contraction
  *    was skipped, which is allowed) is undone and retried with the next k.
+ *    The operations include cmap_insert, cmap_replace, cmap_cas,
+ *    cmap_remove_if and cmap_compute (every answer; its function runs
+ *    once), whose drops may also skip a contraction.
  *  - Random failures (each allocation fails with probability p): every
  *    operation either matches the reference or returns CMAP_ENOMEM and
  *    changed nothing.
@@ -216,6 +219,18 @@ static void test_new_failures(void)
 
 #define SPACE 4000
 
+enum {
+	OP_SET,
+	OP_REMOVE,
+	OP_GET,
+	OP_GET_WITH,
+	OP_INSERT,
+	OP_REPLACE,
+	OP_CAS,
+	OP_REMOVE_IF,
+	OP_COMPUTE
+};
+
 struct env {
 	cmap_t *m;
 	struct actx *a;
@@ -226,6 +241,7 @@ struct env {
 	uint64_t next_ver;
 	uint64_t rng;
 	long nomem, absorbed, ok_ops;
+	long nomem_kind[OP_COMPUTE + 1]; /* ENOMEM per operation kind */
 };
 
 static size_t key_of(bool var, uint32_t id, unsigned char *b)
@@ -315,15 +331,24 @@ static void same_key(struct env *e, uint32_t id)
 	e->a->fail_ppm = ppm;
 }
 
-enum { OP_SET, OP_REMOVE, OP_GET, OP_GET_WITH };
-
 struct op {
 	int kind;
 	uint32_t id;
-	uint64_t ver; /* for OP_SET */
+	uint64_t ver; /* for OP_SET and the other writes */
 	bool with_old;
-	size_t cap; /* capacity of the old/value buffer (var) */
+	size_t cap;	  /* capacity of the old/value buffer (var) */
+	bool exp_current; /* OP_CAS, OP_REMOVE_IF: expect the current value */
+	uint64_t exp_ver; /* else this version's value */
+	int act;	  /* OP_COMPUTE: fn's answer */
 };
+
+/* Does a drop of an entry succeed while skipping its contraction? */
+static bool is_drop(const struct op *o, int rc)
+{
+	return (o->kind == OP_REMOVE && rc == CMAP_OK) ||
+	       (o->kind == OP_REMOVE_IF && rc == CMAP_OK) ||
+	       (o->kind == OP_COMPUTE && rc == CMAP_REMOVED);
+}
 
 /* A random present id (a scan from a random start), or any id if none. */
 static uint32_t pick_present(struct env *e)
@@ -356,6 +381,24 @@ static struct op gen_op(struct env *e, unsigned pset, unsigned prem)
 	o.ver = ++e->next_ver;
 	o.with_old = (r >> 24) % 3 == 0;
 	o.cap = (r >> 28) % 4 == 0 ? (size_t)((r >> 40) % 41) : 64;
+	/* Half the writes and removes, and some reads, are their
+	 * read-modify-write counterparts. */
+	uint64_t r2 = rng_next(&e->rng);
+	unsigned w = (unsigned)(r2 % 8);
+	o.exp_current = (r2 >> 8) % 3 != 0;
+	o.exp_ver = e->next_ver + 1 + (r2 >> 16) % 100;
+	if (o.kind == OP_SET && w >= 4) {
+		static const int k[4] = {OP_INSERT, OP_REPLACE, OP_CAS,
+					 OP_COMPUTE};
+		o.kind = k[w - 4];
+		o.act = CMAP_COMPUTE_SET;
+	} else if (o.kind == OP_REMOVE && w >= 4) {
+		o.kind = w < 6 ? OP_REMOVE_IF : OP_COMPUTE;
+		o.act = CMAP_COMPUTE_REMOVE;
+	} else if (o.kind == OP_GET && w >= 6) {
+		o.kind = OP_COMPUTE;
+		o.act = w == 6 ? CMAP_COMPUTE_KEEP : CMAP_COMPUTE_ABORT;
+	}
 	return o;
 }
 
@@ -370,6 +413,28 @@ static void visit_fn(const void *k, size_t kl, const void *v, size_t vl,
 	out[1] = (unsigned char)vl;
 	if (vl)
 		memcpy(out + 2, v, vl);
+}
+
+/* A compute function answering ctx's action with ctx's value. */
+struct cop {
+	int calls, act;
+	bool saw;
+	const void *val;
+	size_t vlen;
+};
+
+static int cop_fn(const void *key, size_t klen, const void *cur, size_t cur_len,
+		  const void **val, size_t *vlen, void *ctx)
+{
+	struct cop *c = ctx;
+	(void)key;
+	(void)klen;
+	(void)cur_len;
+	c->calls++;
+	c->saw = cur != NULL;
+	*val = c->val;
+	*vlen = c->vlen;
+	return c->act;
 }
 
 /*
@@ -387,7 +452,41 @@ static int run_op(struct env *e, const struct op *o, bool *absorbed)
 	size_t len = o->cap;
 	long failed0 = e->a->failed;
 	int rc;
+	/* OP_CAS, OP_REMOVE_IF: the expected value and whether its bytes
+	 * are the current value's (two versions' values may be equal). */
+	unsigned char eb[64];
+	size_t el = o->exp_current && has
+			? val_of(e->var, o->id, e->ver[o->id], eb)
+			: val_of(e->var, o->id, o->exp_ver, eb);
+	bool eq = has && el == wl && memcmp(eb, want, wl) == 0;
+	struct cop c = {0, o->act, false, vb, 0};
+	memset(ob, 0x5c, sizeof ob);
 	switch (o->kind) {
+	case OP_INSERT:
+	case OP_REPLACE:
+	case OP_CAS: {
+		size_t vl = val_of(e->var, o->id, o->ver, vb);
+		void *out = o->with_old ? ob : NULL;
+		size_t *out_len = o->with_old && e->var ? &len : NULL;
+		if (o->kind == OP_INSERT)
+			rc = cmap_insert(e->m, kb, kl, vb, vl, out, out_len);
+		else if (o->kind == OP_REPLACE)
+			rc = cmap_replace(e->m, kb, kl, vb, vl, out, out_len);
+		else
+			rc = cmap_cas(e->m, kb, kl, eb, el, vb, vl, out,
+				      out_len);
+		break;
+	}
+	case OP_REMOVE_IF:
+		rc = cmap_remove_if(e->m, kb, kl, eb, el);
+		break;
+	case OP_COMPUTE:
+		c.vlen = val_of(e->var, o->id, o->ver, vb);
+		rc = cmap_compute(e->m, kb, kl, cop_fn, &c);
+		/* Once, unless memory ran out before fn could run. */
+		CHECK(c.calls == 1 || (rc == CMAP_ENOMEM && c.calls == 0));
+		CHECK(c.saw == (has && c.calls));
+		break;
 	case OP_SET: {
 		size_t vl = val_of(e->var, o->id, o->ver, vb);
 		rc = cmap_set(e->m, kb, kl, vb, vl, o->with_old ? ob : NULL,
@@ -411,6 +510,7 @@ static int run_op(struct env *e, const struct op *o, bool *absorbed)
 	if (rc == CMAP_ENOMEM) {
 		CHECK(failed); /* ENOMEM only when memory ran out */
 		e->nomem++;
+		e->nomem_kind[o->kind]++;
 		same_key(e, o->id);
 		return rc;
 	}
@@ -419,6 +519,100 @@ static int run_op(struct env *e, const struct op *o, bool *absorbed)
 	e->ok_ops++;
 	bool small = e->var && o->cap < wl; /* the buffer is too small */
 	switch (o->kind) {
+	case OP_INSERT:
+		if (!has) {
+			CHECK_EQ(rc, CMAP_OK);
+			e->has[o->id] = 1;
+			e->count++;
+			e->ver[o->id] = o->ver;
+			break;
+		}
+		if (o->with_old && small) {
+			CHECK_EQ(rc, CMAP_ERANGE);
+			CHECK_EQ(len, wl);
+			break;
+		}
+		CHECK_EQ(rc, CMAP_EXISTS);
+		if (o->with_old) {
+			if (e->var)
+				CHECK_EQ(len, wl);
+			CHECK(memcmp(ob, want, wl) == 0);
+		}
+		break;
+	case OP_REPLACE:
+		if (!has) {
+			CHECK_EQ(rc, CMAP_NOT_FOUND);
+			break;
+		}
+		if (o->with_old && small) {
+			CHECK_EQ(rc, CMAP_ERANGE);
+			CHECK_EQ(len, wl);
+			break;
+		}
+		CHECK_EQ(rc, CMAP_REPLACED);
+		if (o->with_old) {
+			if (e->var)
+				CHECK_EQ(len, wl);
+			CHECK(memcmp(ob, want, wl) == 0);
+		}
+		e->ver[o->id] = o->ver;
+		break;
+	case OP_CAS:
+		if (!has) {
+			CHECK_EQ(rc, CMAP_NOT_FOUND);
+			break;
+		}
+		if (eq) {
+			CHECK_EQ(rc, CMAP_REPLACED);
+			e->ver[o->id] = o->ver;
+			break;
+		}
+		if (o->with_old && small) {
+			CHECK_EQ(rc, CMAP_ERANGE);
+			CHECK_EQ(len, wl);
+			break;
+		}
+		CHECK_EQ(rc, CMAP_MISMATCH);
+		if (o->with_old) {
+			if (e->var)
+				CHECK_EQ(len, wl);
+			CHECK(memcmp(ob, want, wl) == 0);
+		}
+		break;
+	case OP_REMOVE_IF:
+		if (!has) {
+			CHECK_EQ(rc, CMAP_NOT_FOUND);
+			break;
+		}
+		CHECK_EQ(rc, eq ? CMAP_OK : CMAP_MISMATCH);
+		if (eq) {
+			e->has[o->id] = 0;
+			e->count--;
+		}
+		break;
+	case OP_COMPUTE:
+		switch (o->act) {
+		case CMAP_COMPUTE_SET:
+			CHECK_EQ(rc, has ? CMAP_REPLACED : CMAP_OK);
+			if (!has)
+				e->count++;
+			e->has[o->id] = 1;
+			e->ver[o->id] = o->ver;
+			break;
+		case CMAP_COMPUTE_REMOVE:
+			CHECK_EQ(rc, has ? CMAP_REMOVED : CMAP_UNCHANGED);
+			if (has) {
+				e->has[o->id] = 0;
+				e->count--;
+			}
+			break;
+		case CMAP_COMPUTE_KEEP:
+			CHECK_EQ(rc, CMAP_UNCHANGED);
+			break;
+		default:
+			CHECK_EQ(rc, CMAP_ABORTED);
+		}
+		break;
 	case OP_SET:
 		if (!has) {
 			CHECK_EQ(rc, CMAP_OK);
@@ -556,7 +750,7 @@ static void each_k(struct env *e, const struct op *o, long *checks)
 		bool absorbed;
 		int rc = run_op(e, o, &absorbed);
 		e->a->fail_at = 0;
-		if (absorbed && o->kind == OP_REMOVE && rc == CMAP_OK) {
+		if (absorbed && is_drop(o, rc)) {
 			/* Succeeded although an allocation failed: undo it
 			 * and try the next k, so that every later
 			 * allocation of the remove fails once too. */
@@ -614,9 +808,15 @@ static void test_each_allocation(bool var, unsigned flags)
 	       "%ld ok\n",
 	       var ? "var" : "u32", flags & CMAP_NO_POOL ? "no pool" : "pooled",
 	       e->nomem, e->absorbed, e->ok_ops);
-	if (flags & CMAP_NO_POOL)
+	if (flags & CMAP_NO_POOL) {
 		CHECK(e->nomem > 100);
-	else
+		/* Every kind of write met a failed allocation. */
+		static const int kinds[] = {OP_SET,	OP_REMOVE, OP_INSERT,
+					    OP_REPLACE, OP_CAS,	   OP_REMOVE_IF,
+					    OP_COMPUTE};
+		for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+			CHECK(e->nomem_kind[kinds[i]] > 0);
+	} else
 		CHECK(e->nomem > 0);
 	cmap_free(e->m);
 	actx_done(&a);
@@ -643,7 +843,7 @@ static void test_random_failures(bool var, unsigned flags, uint32_t ppm,
 		struct op o = gen_op(e, pset, prem);
 		bool absorbed;
 		int rc = run_op(e, &o, &absorbed);
-		if (absorbed && o.kind == OP_REMOVE && rc == CMAP_OK)
+		if (absorbed && is_drop(&o, rc))
 			heal(e, o.id);
 		if (i % 5000 == 4999)
 			same(e);
