@@ -10,6 +10,12 @@
  * action on present and absent keys (what fn saw, how often it ran, the
  * status; SET sometimes stores a pointer into cur).  Too-small output
  * buffers must give CMAP_ERANGE with the needed length and change nothing.
+ * At every full check, cmap_foreach (whole and stopped) and
+ * cmap_cursor_next slices of 1, 3, 7, 64 and 1000 entries (also stopped by
+ * fn every 5th entry, except where keys share a full hash) visit exactly
+ * the reference's entries once each; each round ends with a cmap_retain
+ * that must remove exactly what its predicate rejects, then empties the
+ * map by removes or, every other round, by cmap_clear (its count, then 0).
  * Every return code, every value and cmap_len after every operation are
  * compared.
  *
@@ -143,6 +149,152 @@ static void check_validate(struct model *md)
 	}
 }
 
+/* ---- iteration ----------------------------------------------------------- */
+
+/* The id of a stored key (and that the key is exactly key_of(id)). */
+static uint32_t id_of(enum layout l, const unsigned char *k, size_t kl)
+{
+	uint32_t id = 0;
+	switch (l) {
+	case L_U32:
+		CHECK_EQ(kl, 4);
+		memcpy(&id, k, 4);
+		break;
+	case L_U32_SHIFT:
+		CHECK_EQ(kl, 4);
+		memcpy(&id, k, 4);
+		id >>= 11;
+		break;
+	case L_WIDE: {
+		CHECK_EQ(kl, 16);
+		uint64_t z;
+		memcpy(&z, k + 8, 8);
+		id = (uint32_t)z;
+		break;
+	}
+	default:
+		CHECK(kl >= 1 && kl <= 40);
+		for (size_t j = 0; j < kl && j < 4; j++)
+			id |= (uint32_t)k[j] << (8 * j);
+	}
+	unsigned char want[64];
+	CHECK_EQ(key_of(l, id, want), kl);
+	CHECK(memcmp(want, k, kl) == 0);
+	return id;
+}
+
+struct walk {
+	struct model *md;
+	unsigned *seen; /* visits per id */
+	long visits;
+	long stop_every; /* return nonzero on every n-th visit (0: never) */
+	int keep_mod;	 /* retain: keep ids with mix(id) % keep_mod != 0 */
+};
+
+static int walk_fn(const void *k, size_t kl, const void *v, size_t vl,
+		   void *ctx)
+{
+	struct walk *w = ctx;
+	struct model *md = w->md;
+	uint32_t id = id_of(md->c->layout, k, kl);
+	CHECK(id < md->space && md->has[id]);
+	unsigned char want[64];
+	size_t wl = val_of(md->c->layout, id, md->ver[id], want);
+	CHECK_EQ(vl, wl);
+	CHECK(vl == 0 || memcmp(v, want, wl) == 0);
+	w->seen[id]++;
+	w->visits++;
+	if (w->keep_mod)
+		return mix(id) % (uint64_t)w->keep_mod != 0;
+	return w->stop_every && w->visits % w->stop_every == 0;
+}
+
+static void walk_init(struct walk *w, struct model *md)
+{
+	memset(w, 0, sizeof *w);
+	w->md = md;
+	w->seen = calloc(md->space ? md->space : 1, sizeof *w->seen);
+	CHECK(w->seen != NULL);
+}
+
+/* Every entry of the model visited exactly once, nothing else. */
+static void walk_done(struct walk *w)
+{
+	struct model *md = w->md;
+	for (uint32_t id = 0; id < md->space; id++)
+		CHECK_EQ(w->seen[id], md->has[id] ? 1 : 0);
+	CHECK_EQ(w->visits, md->count);
+	free(w->seen);
+}
+
+/* cmap_foreach, stopped and whole, and cursors with small slices, some
+ * stopped by fn, against the model. */
+static void check_iter(struct model *md)
+{
+	struct walk w;
+	walk_init(&w, md);
+	CHECK_EQ(cmap_foreach(md->m, walk_fn, &w), md->count);
+	walk_done(&w);
+	if (md->count > 2) { /* a stop ends the walk, its call counted */
+		walk_init(&w, md);
+		w.stop_every = (long)(md->count / 2);
+		CHECK_EQ(cmap_foreach(md->m, walk_fn, &w), w.stop_every);
+		CHECK_EQ(w.visits, w.stop_every);
+		free(w.seen);
+	}
+	static const size_t maxes[] = {1, 3, 7, 64, 1000};
+	/* A stop inside a run of keys with one full hash skips the rest of
+	 * the run: the constant hasher's maps are walked without stops. */
+	bool stops = md->c->hash != const_hash;
+	for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
+		for (int stop = 0; stop < 1 + stops; stop++) {
+			walk_init(&w, md);
+			w.stop_every = stop ? 5 : 0;
+			cmap_cursor_t c = CMAP_CURSOR_INIT;
+			long total = 0, got, calls = 0;
+			while ((got = cmap_cursor_next(md->m, &c, maxes[i],
+						       walk_fn, &w)) > 0) {
+				/* c.done may be set by the last slice. */
+				/* More than max only for one full hash. */
+				if (!stop && md->c->hash != const_hash)
+					CHECK(got <= (long)maxes[i]);
+				total += got;
+				calls++;
+			}
+			CHECK_EQ(got, 0);
+			CHECK(c.done);
+			CHECK_EQ(total, md->count);
+			CHECK_EQ(
+			    cmap_cursor_next(md->m, &c, maxes[i], walk_fn, &w),
+			    0);
+			walk_done(&w);
+			if (maxes[i] == 1 && md->c->hash != const_hash)
+				CHECK(calls >= (long)md->count);
+		}
+	}
+}
+
+/* cmap_retain with a predicate that keeps about 3 in 4 ids. */
+static void check_retain(struct model *md, int keep_mod)
+{
+	struct walk w;
+	walk_init(&w, md);
+	w.keep_mod = keep_mod;
+	long removed = cmap_retain(md->m, walk_fn, &w);
+	long want = 0;
+	for (uint32_t id = 0; id < md->space; id++) {
+		CHECK_EQ(w.seen[id], md->has[id] ? 1 : 0);
+		if (md->has[id] && mix(id) % (uint64_t)keep_mod == 0) {
+			md->has[id] = 0;
+			md->count--;
+			want++;
+		}
+	}
+	free(w.seen);
+	CHECK_EQ(removed, want);
+	CHECK_EQ(cmap_len(md->m), md->count);
+}
+
 /* Every key of the space (and a few beyond) against the reference. */
 static void check_all(struct model *md)
 {
@@ -166,6 +318,7 @@ static void check_all(struct model *md)
 	CHECK_EQ(n, md->count);
 	CHECK_EQ(cmap_len(md->m), md->count);
 	check_validate(md);
+	check_iter(md);
 }
 
 /* Capacity for a variable-length copy-out: usually roomy, sometimes not. */
@@ -710,7 +863,18 @@ static void run_config(const struct config *c, uint64_t seed)
 		for (long i = 0; i < ops / 4; i++)
 			step(&md, 10, 70);
 		check_all(&md);
-		remove_all(&md);
+		/* Retain about 3 in 4, then empty the map: one key at a
+		 * time, or by cmap_clear in every other round. */
+		check_retain(&md, 4);
+		check_all(&md);
+		if (r % 2) {
+			CHECK_EQ(cmap_clear(md.m), (long)md.count);
+			memset(md.has, 0, md.space);
+			md.count = 0;
+			CHECK_EQ(cmap_clear(md.m), 0);
+		} else {
+			remove_all(&md);
+		}
 		check_all(&md);
 		total += ops;
 	}
