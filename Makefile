@@ -119,9 +119,10 @@ check-loop:
 	$(MAKE) tsan TSAN_REPEAT=$(or $(LOOPS),1000)
 
 # cmap against its peers (liburcu, libcuckoo, oneTBB, libcds, a striped
-# baseline): tables, CSV/JSON and PNG charts in docs/perf/.  About 9.5
-# minutes on 2 cores (measured); FULL=1 for bigger machines (5 reps, 10 M
-# ops per phase).
+# baseline): tables, CSV/JSON and PNG charts in docs/perf/.  The classic
+# workloads took about 9.5 minutes on 2 cores (measured); the counter,
+# insert and iterate workloads add a second process (a second load) per
+# map, N and rep.  FULL=1 for bigger machines (5 reps, 10 M ops per phase).
 compare:
 	bash tools/install-peers.sh
 	rm -rf build/release/CMakeCache.txt
