@@ -50,6 +50,23 @@
  * thread records, released ones with garbage, their reuse, and writes while
  * another thread is inside a cmap_get_with callback.
  *
+ * Read-modify-write: cmap_insert, cmap_replace, cmap_cas and cmap_remove_if
+ * (expected values equal, of another serial, of another length; output
+ * buffers as for cmap_set) and cmap_compute with every answer, unknown
+ * answers and refused values, a fn that reads the map and defers (allowed)
+ * and one that tries to write it (CMAP_EINVAL), SET pointing into cur; the
+ * typed wrappers of each.  A replace keeps the stored key bytes.
+ * Iteration: cmap_foreach and cursors (random slice sizes, stops) check
+ * that no key is shown twice and, for a walk that ran to its end, that
+ * every key present throughout was shown (a cursor stopped inside a run of
+ * equal full hashes may skip the rest of the run), values exact for
+ * entries unchanged since the walk began; the visitor may run a nested
+ * operation (writes included), and a cursor walk may have operations
+ * between its slices.  cmap_retain with predicates that keep by id,
+ * serial, none or all, read the map and try writes (refused); cmap_clear.
+ * Their removals are entered in the model as they happen, since
+ * destructors may run before the call returns.
+ *
  * A remove that succeeds although an allocation failed may have skipped its
  * contraction (allowed, see tests/test_oom.c): the harness then re-inserts
  * and removes that key without failures, after which cmap_validate must
@@ -260,6 +277,8 @@ static struct {
 	/* retired, not yet destroyed, keys by exact bytes (id, variant) */
 	uint32_t kretired[NSLOTS];
 	long kretired_total, kfreed_live;
+	/* times each model entry was removed (walks: present throughout?) */
+	uint32_t removals[NSLOTS];
 	/* deferred callbacks */
 	uint8_t tok[MAX_TOKENS];
 	uint32_t tok_visit[MAX_TOKENS];
@@ -456,6 +475,10 @@ static void dtor_calls(const void *item, size_t len, bool is_key, bool live)
 	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
 	rc = cmap_remove(S.m, kb, kl, NULL, NULL);
 	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
+	rc = cmap_insert(S.m, kb, kl, vb, S.vs ? S.vs : 3, NULL, NULL);
+	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
+	long n = cmap_clear(S.m);
+	CHECK(n == CMAP_EINVAL || (n == CMAP_ENOMEM && A.failed != f0));
 	if (is_key) {
 		size_t vl = VBUF;
 		rc = cmap_get(S.m, item, len, vb, &vl);
@@ -757,6 +780,7 @@ static void op_write(bool is_set, unsigned id, unsigned v, unsigned f,
 		} else {
 			key_retire(id, e->variant);
 			e->present = false;
+			S.removals[e - S.model]++;
 			S.count--;
 		}
 	}
@@ -1036,6 +1060,23 @@ static void op_drain(void)
 	CHECK_EQ(S.tok_pending, 0);
 }
 
+static int never_cb(const void *key, size_t klen, const void *val, size_t vlen,
+		    void *ctx)
+{
+	(void)key, (void)klen, (void)val, (void)vlen, (void)ctx;
+	CHECK(0); /* a call with bad arguments must not get this far */
+	return 1;
+}
+
+static int never_comp(const void *key, size_t klen, const void *cur,
+		      size_t cur_len, const void **val, size_t *vlen, void *ctx)
+{
+	(void)key, (void)klen, (void)cur, (void)cur_len, (void)val, (void)vlen,
+	    (void)ctx;
+	CHECK(0);
+	return CMAP_COMPUTE_ABORT;
+}
+
 /* Bad arguments: the documented code, and nothing changes. */
 static void op_invalid(unsigned sub)
 {
@@ -1050,7 +1091,7 @@ static void op_invalid(unsigned sub)
 	memset(vb, 0x11, sizeof vb);
 	memset(ob, PAT, sizeof ob);
 	int rc = CMAP_EINVAL, want = CMAP_EINVAL;
-	switch (sub % 20) {
+	switch (sub % 24) {
 	case 0:
 		rc = cmap_set(NULL, kb, kl, vb, vl, NULL, NULL);
 		break;
@@ -1158,6 +1199,81 @@ static void op_invalid(unsigned sub)
 		CHECK_EQ(cmap_reclaim_stats(S.m, NULL), want);
 		break;
 	}
+	case 20: { /* no map: the read-modify-write and walking calls */
+		cmap_cursor_t c = CMAP_CURSOR_INIT;
+		rc = cmap_insert(NULL, kb, kl, vb, vl, ob, &len);
+		CHECK_EQ(cmap_replace(NULL, kb, kl, vb, vl, ob, &len), want);
+		CHECK_EQ(cmap_cas(NULL, kb, kl, vb, vl, vb, vl, ob, &len),
+			 want);
+		CHECK_EQ(cmap_remove_if(NULL, kb, kl, vb, vl), want);
+		CHECK_EQ(cmap_compute(NULL, kb, kl, never_comp, NULL), want);
+		CHECK_EQ(cmap_foreach(NULL, never_cb, NULL), want);
+		CHECK_EQ(cmap_cursor_next(NULL, &c, 1, never_cb, NULL), want);
+		CHECK(c.next == 0 && !c.done);
+		CHECK_EQ(cmap_retain(NULL, never_cb, NULL), want);
+		CHECK_EQ(cmap_clear(NULL), want);
+		break;
+	}
+	case 21: { /* no function, cursor or slice */
+		cmap_cursor_t c = CMAP_CURSOR_INIT;
+		rc = cmap_compute(S.m, kb, kl, NULL, NULL);
+		CHECK_EQ(cmap_foreach(S.m, NULL, NULL), want);
+		CHECK_EQ(cmap_cursor_next(S.m, NULL, 1, never_cb, NULL), want);
+		CHECK_EQ(cmap_cursor_next(S.m, &c, 0, never_cb, NULL), want);
+		CHECK_EQ(cmap_cursor_next(S.m, &c, 1, NULL, NULL), want);
+		CHECK(c.next == 0 && !c.done);
+		CHECK_EQ(cmap_retain(S.m, NULL, NULL), want);
+		CHECK_EQ(cmap_compute(S.m, NULL, kl, never_comp, NULL), want);
+		break;
+	}
+	case 22: /* NULL key or expected value; cur without its length */
+		rc = cmap_insert(S.m, NULL, kl, vb, vl, NULL, NULL);
+		CHECK_EQ(cmap_cas(S.m, kb, kl, NULL, S.vs ? S.vs : 1, vb, vl,
+				  NULL, NULL),
+			 want);
+		CHECK_EQ(cmap_cas(S.m, kb, kl, vb, vl, NULL, S.vs ? S.vs : 2,
+				  NULL, NULL),
+			 want);
+		CHECK_EQ(cmap_remove_if(S.m, kb, kl, NULL, S.vs ? S.vs : 3),
+			 want);
+		CHECK_EQ(cmap_replace(S.m, kb, kl, NULL, S.vs ? S.vs : 4, NULL,
+				      NULL),
+			 want);
+		if (!S.vs) {
+			CHECK_EQ(cmap_insert(S.m, kb, kl, vb, vl, ob, NULL),
+				 want);
+			CHECK_EQ(cmap_replace(S.m, kb, kl, vb, vl, ob, NULL),
+				 want);
+			CHECK_EQ(
+			    cmap_cas(S.m, kb, kl, vb, vl, vb, vl, ob, NULL),
+			    want);
+		}
+		break;
+	case 23: /* wrong fixed lengths */
+		if (S.vs) {
+			want = CMAP_EVALLEN;
+			rc = cmap_insert(S.m, kb, kl, vb, S.vs - 1, NULL, NULL);
+			CHECK_EQ(
+			    cmap_replace(S.m, kb, kl, vb, S.vs + 1, NULL, NULL),
+			    want);
+			CHECK_EQ(cmap_cas(S.m, kb, kl, vb, S.vs + 1, vb, S.vs,
+					  NULL, NULL),
+				 want);
+			CHECK_EQ(
+			    cmap_cas(S.m, kb, kl, vb, S.vs, vb, 1, NULL, NULL),
+			    want);
+			CHECK_EQ(cmap_remove_if(S.m, kb, kl, vb, 0), want);
+		} else if (S.ks) {
+			want = CMAP_EKEYLEN;
+			rc = cmap_insert(S.m, kb, S.ks + 1, vb, vl, NULL, NULL);
+			CHECK_EQ(
+			    cmap_compute(S.m, kb, S.ks - 1, never_comp, NULL),
+			    want);
+			CHECK_EQ(cmap_remove_if(S.m, kb, 0, vb, vl), want);
+		} else {
+			return;
+		}
+		break;
 	default: /* a fixed value one byte short */
 		if (!S.vs)
 			return;
@@ -1261,6 +1377,730 @@ static void op_misc(void)
 	      c.flags == 0);
 }
 
+/* ---- read-modify-write ------------------------------------------------------
+ */
+
+/* A value leaves the model's entry e (to its destructor) and e becomes
+ * absent, or the reverse when an optimistic removal did not happen. */
+static void model_drop(struct ent *e, unsigned id)
+{
+	val_leave(e->serial, false);
+	key_retire(id, e->variant);
+	e->present = false;
+	S.removals[e - S.model]++;
+	S.count--;
+}
+
+static void model_undrop(struct ent *e, unsigned id)
+{
+	uint32_t s = e->serial;
+	size_t len = S.slen[s];
+	CHECK_EQ(S.sst[s], V_RETIRED);
+	S.sst[s] = V_NONE;
+	S.vretired--;
+	if (len < 4)
+		S.tiny_ret[len]--;
+	val_enter(s);
+	unsigned k = kidx(id, e->variant);
+	CHECK(S.kretired[k] > 0);
+	S.kretired[k]--;
+	S.kretired_total--;
+	e->present = true;
+	S.count++;
+}
+
+/* A new entry, or a new value under the key the map holds (the caller's
+ * key bytes are not stored on a replace). */
+static void model_put(struct ent *e, unsigned id, unsigned v, uint32_t s,
+		      size_t vl)
+{
+	if (!e->present) {
+		e->present = true;
+		e->kfreed = false;
+		e->variant = (uint8_t)canon(id, v);
+		S.count++;
+	}
+	e->serial = s;
+	e->vlen = (uint32_t)vl;
+	val_enter(s);
+}
+
+/* The expected value of a cas or remove_if, from mode m and length byte
+ * lb: the current value, another one of the same length (equal bytes below
+ * 4 bytes), a length off by one, or a length from lb. */
+static size_t pick_expected(unsigned m, unsigned lb, const struct ent *e,
+			    unsigned char *b)
+{
+	uint32_t es = e->present ? e->serial : 0;
+	size_t el = e->present ? e->vlen : pick_vlen(lb);
+	switch (m & 3) {
+	case 0:
+		break;
+	case 1:
+		es += 1 + (m >> 2);
+		break;
+	case 2:
+		if (!S.vs)
+			el = el ? el - 1 : 1;
+		else
+			es ^= 0x100;
+		break;
+	default:
+		el = pick_vlen(lb);
+		break;
+	}
+	val_bytes(es, el, b);
+	return el;
+}
+
+enum { R_INSERT, R_REPLACE, R_CAS, R_REMOVE_IF };
+
+/* cmap_insert, cmap_replace, cmap_cas, cmap_remove_if of one key.
+ * flags: bit 0 output buffer (cur / old), 1-2 its capacity, 3 its length
+ * pointer with fixed values, 4 NULL pointers for empty values, 5 typed
+ * wrapper; lb: the new value's length; eb, elb: the expected value. */
+static void op_rmw(unsigned kind, unsigned id, unsigned v, unsigned f,
+		   unsigned lb, unsigned eb, unsigned elb)
+{
+	unsigned char kb[KBUF], vb[VBUF], xb[VBUF];
+	_Alignas(8) unsigned char ob[VBUF];
+	size_t kl = key_bytes(id, v, kb), vl = 0, el = 0;
+	struct ent *e = ent_of(id, v);
+	uint32_t s = 0;
+	bool puts = kind != R_REMOVE_IF, cmp = kind >= R_CAS;
+	bool with_out = (f & 1) && kind != R_REMOVE_IF;
+	bool typed = S.t && (f & 0x20);
+	if (puts) {
+		vl = pick_vlen(lb);
+		s = new_serial(vl);
+		val_bytes(s, vl, vb);
+	}
+	if (cmp)
+		el = pick_expected(eb, elb, e, xb);
+	bool match = cmp && e->present && el == e->vlen;
+	if (match) {
+		unsigned char cb[VBUF];
+		val_bytes(e->serial, e->vlen, cb);
+		match = el == 0 || !memcmp(cb, xb, el);
+	}
+	const void *vp = !S.vs && vl == 0 && (f & 0x10) ? NULL : vb;
+	const void *xp = !S.vs && el == 0 && (f & 0x10) ? NULL : xb;
+	size_t cap = VBUF, olen = 4242, *olp = NULL;
+	if (with_out && !S.vs) {
+		olen = cap = pick_cap(f >> 1, e);
+		olp = &olen;
+	} else if (with_out && ((f & 8) || !null_len_ok()) && !typed) {
+		olp = &olen;
+	}
+	size_t olen0 = olen;
+	memset(ob, PAT, sizeof ob);
+	uint64_t *tob = with_out ? (uint64_t *)(void *)ob : NULL;
+	uint32_t tk = 0;
+	uint64_t tv = 0, tx = 0;
+	memcpy(&tk, kb, typed ? 4 : 0);
+	memcpy(&tv, vb, typed && puts ? 8 : 0);
+	memcpy(&tx, xb, typed && cmp ? 8 : 0);
+	if (typed && cmp && el != 8)
+		typed = false; /* the typed calls take a V */
+	long f0 = A.failed;
+	int rc;
+	S.work++;
+	arm();
+	switch (kind) {
+	case R_INSERT:
+		rc = typed ? fz_insert(S.t, tk, tv, tob)
+			   : cmap_insert(S.m, kb, kl, vp, vl,
+					 with_out ? ob : NULL, olp);
+		break;
+	case R_REPLACE:
+		rc = typed ? fz_replace(S.t, tk, tv, tob)
+			   : cmap_replace(S.m, kb, kl, vp, vl,
+					  with_out ? ob : NULL, olp);
+		break;
+	case R_CAS:
+		rc = typed ? fz_cas(S.t, tk, tx, tv, tob)
+			   : cmap_cas(S.m, kb, kl, xp, el, vp, vl,
+				      with_out ? ob : NULL, olp);
+		break;
+	default:
+		rc = typed ? fz_remove_if(S.t, tk, tx)
+			   : cmap_remove_if(S.m, kb, kl, xp, el);
+		break;
+	}
+	disarm();
+	bool failed = A.failed != f0;
+	/* what the call should do: put s, drop the entry, copy out the
+	 * current value (with ERANGE if it does not fit), or nothing */
+	bool put = false, drop = false, copy = false;
+	int want;
+	if (!e->present) {
+		want = kind == R_INSERT ? CMAP_OK : CMAP_NOT_FOUND;
+		put = kind == R_INSERT;
+	} else if (kind == R_INSERT) {
+		want = CMAP_EXISTS;
+		copy = with_out;
+	} else if (kind == R_REPLACE) {
+		want = CMAP_REPLACED;
+		put = true;
+		copy = with_out;
+	} else if (!match) {
+		want = CMAP_MISMATCH;
+		copy = with_out;
+	} else {
+		want = kind == R_CAS ? CMAP_REPLACED : CMAP_OK;
+		put = kind == R_CAS;
+		drop = kind == R_REMOVE_IF;
+	}
+	if (copy && !S.vs && cap < e->vlen) {
+		want = CMAP_ERANGE;
+		put = copy = false;
+	}
+	if (rc == CMAP_ENOMEM) {
+		CHECK(failed);
+		want = CMAP_ENOMEM;
+		put = drop = copy = false;
+	}
+	CHECK_EQ(rc, want);
+	if (copy) {
+		check_val(ob, e->serial, e->vlen);
+		untouched(ob, e->vlen, sizeof ob);
+	} else {
+		untouched(ob, 0, sizeof ob);
+	}
+	if (want == CMAP_ERANGE)
+		CHECK_EQ(olen, e->vlen);
+	else
+		CHECK_EQ(olen, copy && olp ? e->vlen : olen0);
+	if (put) {
+		/* a replaced value goes to the caller (replace with old) or
+		 * to its destructor */
+		if (e->present)
+			val_leave(e->serial, kind == R_REPLACE && with_out);
+		model_put(e, id, v, s, vl);
+	} else if (puts) {
+		S.sst[s] = V_DEAD; /* never stored */
+	}
+	if (drop)
+		model_drop(e, id);
+	verify_key(id, v);
+	if (drop && failed)
+		heal(id, v);
+}
+
+/* cmap_compute.  f: bits 0-1 the action (KEEP, SET, REMOVE, ABORT), 2 an
+ * unknown action instead, 3 fn reads the map (and defers), 4 fn tries to
+ * write it, 5 typed wrapper, 6 SET a value cmap_set would refuse, 7 SET
+ * the current value by pointing into cur (without value destructors). */
+struct comp {
+	unsigned id, v, f;
+	unsigned char kb[KBUF];
+	size_t kl;
+	unsigned char vb[VBUF];
+	size_t vl;
+	int calls;
+	bool ok_into_cur;
+};
+
+static int comp_act(struct comp *c)
+{
+	static const int acts[4] = {CMAP_COMPUTE_KEEP, CMAP_COMPUTE_SET,
+				    CMAP_COMPUTE_REMOVE, CMAP_COMPUTE_ABORT};
+	return (c->f & 4) ? 4 + (int)(c->f & 3) * 1000 : acts[c->f & 3];
+}
+
+/* What fn may and may not do, inside the operation. */
+static void comp_inside(struct comp *c)
+{
+	struct ent *e = ent_of(c->id, c->v);
+	long f0 = A.failed;
+	if (c->f & 8) {
+		unsigned char b[VBUF];
+		size_t len = sizeof b;
+		int rc = cmap_get(S.m, c->kb, c->kl, b, &len);
+		CHECK(rc == (e->present ? CMAP_OK : CMAP_NOT_FOUND) ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+		if (rc == CMAP_OK) {
+			CHECK_EQ(len, e->vlen);
+			check_val(b, e->serial, e->vlen);
+		}
+		CHECK_EQ(cmap_len(S.m), S.count);
+		rc = defer_token();
+		CHECK(rc == CMAP_OK || rc == -100 ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+	}
+	if (c->f & 0x10) {
+		unsigned char b[VBUF];
+		memset(b, 0xe0, sizeof b);
+		size_t vl = S.vs ? S.vs : 3;
+		int rc = cmap_set(S.m, c->kb, c->kl, b, vl, NULL, NULL);
+		CHECK(rc == CMAP_EINVAL ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+		rc = cmap_insert(S.m, c->kb, c->kl, b, vl, NULL, NULL);
+		CHECK(rc == CMAP_EINVAL ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+		rc = cmap_remove(S.m, c->kb, c->kl, NULL, NULL);
+		CHECK(rc == CMAP_EINVAL ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+		long n = cmap_clear(S.m);
+		CHECK(n == CMAP_EINVAL || (n == CMAP_ENOMEM && A.failed != f0));
+	}
+}
+
+static int comp_fn(const void *key, size_t klen, const void *cur,
+		   size_t cur_len, const void **val, size_t *vlen, void *ctx)
+{
+	struct comp *c = ctx;
+	struct ent *e = ent_of(c->id, c->v);
+	c->calls++;
+	/* the caller's key, the current value, nothing set yet */
+	CHECK_EQ(klen, c->kl);
+	CHECK(klen == 0 || memcmp(key, c->kb, klen) == 0);
+	CHECK(*val == NULL && *vlen == 0);
+	if (e->present) {
+		CHECK(cur != NULL || e->vlen == 0);
+		CHECK_EQ(cur_len, e->vlen);
+		check_val(cur, e->serial, e->vlen);
+	} else {
+		CHECK(cur == NULL && cur_len == 0);
+	}
+	comp_inside(c);
+	if ((c->f & 0x80) && c->ok_into_cur) {
+		*val = cur;
+		*vlen = cur_len;
+	} else if (c->f & 0x40) {
+		*val = S.vs ? c->vb : NULL;
+		*vlen = S.vs ? S.vs + 1 : 1 + c->vl;
+	} else {
+		*val = c->vl || !(c->f & 0x10) ? c->vb : NULL;
+		*vlen = c->vl;
+	}
+	return comp_act(c);
+}
+
+static int comp_typed(uint32_t k, const uint64_t *cur, uint64_t *out, void *ctx)
+{
+	struct comp *c = ctx;
+	struct ent *e = ent_of(c->id, c->v);
+	c->calls++;
+	CHECK(memcmp(&k, c->kb, 4) == 0);
+	if (e->present) {
+		CHECK(cur != NULL);
+		CHECK_EQ(e->vlen, 8);
+		check_val(cur, e->serial, 8);
+		CHECK(*out == *cur);
+	} else {
+		CHECK(cur == NULL);
+		CHECK_EQ(*out, 0);
+	}
+	comp_inside(c);
+	memcpy(out, c->vb, 8);
+	return comp_act(c);
+}
+
+static void op_compute(unsigned id, unsigned v, unsigned f, unsigned lb)
+{
+	struct comp c;
+	struct ent *e = ent_of(id, v);
+	bool typed = S.t && (f & 0x20);
+	c.id = id;
+	c.v = v;
+	c.f = typed ? f & ~0xc0u : f;
+	c.kl = key_bytes(id, v, c.kb);
+	c.vl = pick_vlen(lb);
+	c.calls = 0;
+	c.ok_into_cur = !S.vdtor && e->present;
+	uint32_t s = new_serial(c.vl);
+	val_bytes(s, c.vl, c.vb);
+	bool into_cur = (c.f & 0x80) && c.ok_into_cur;
+	long f0 = A.failed;
+	int rc;
+	S.work++;
+	arm();
+	if (typed) {
+		uint32_t tk;
+		memcpy(&tk, c.kb, 4);
+		rc = fz_update(S.t, tk, comp_typed, &c);
+	} else {
+		rc = cmap_compute(S.m, c.kb, c.kl, comp_fn, &c);
+	}
+	disarm();
+	bool failed = A.failed != f0;
+	/* single-threaded: fn runs once, unless joining or reserving failed */
+	CHECK(c.calls == 1 || (c.calls == 0 && rc == CMAP_ENOMEM));
+	int act = comp_act(&c), want;
+	bool put = false, drop = false;
+	if (f & 4 && !typed) {
+		want = CMAP_EINVAL;
+	} else if (typed && (f & 4)) {
+		want = CMAP_EINVAL;
+	} else if (act == CMAP_COMPUTE_KEEP) {
+		want = CMAP_UNCHANGED;
+	} else if (act == CMAP_COMPUTE_ABORT) {
+		want = CMAP_ABORTED;
+	} else if (act == CMAP_COMPUTE_REMOVE) {
+		want = e->present ? CMAP_REMOVED : CMAP_UNCHANGED;
+		drop = e->present;
+	} else if ((c.f & 0x40) && !into_cur) {
+		want = S.vs ? CMAP_EVALLEN : CMAP_EINVAL;
+	} else {
+		want = e->present ? CMAP_REPLACED : CMAP_OK;
+		put = true;
+	}
+	if (rc == CMAP_ENOMEM) {
+		CHECK(failed);
+		want = CMAP_ENOMEM;
+		put = drop = false;
+	}
+	CHECK_EQ(rc, want);
+	if (put && into_cur) {
+		/* the same bytes again (no value destructor to account
+		 * for): the model does not change */
+		S.sst[s] = V_DEAD;
+	} else if (put) {
+		if (e->present)
+			val_leave(e->serial, false);
+		model_put(e, id, v, s, c.vl);
+	} else {
+		S.sst[s] = V_DEAD;
+	}
+	if (drop)
+		model_drop(e, id);
+	verify_key(id, v);
+	if (drop && failed)
+		heal(id, v);
+}
+
+/* ---- iteration
+ * ----------------------------------------------------------------
+ */
+
+/* One walk (cmap_foreach, or a cursor to its end): the model when it
+ * started, and what it visited. */
+struct walk {
+	bool nested, between, typed;
+	unsigned nest_every;
+	long calls, stop_at, stop_gap;
+	bool dirty; /* an operation ran during the walk */
+	unsigned nstop;
+	uint64_t stop_h[8];
+	uint8_t present0[NSLOTS], visits[NSLOTS];
+	uint32_t serial0[NSLOTS], rem0[NSLOTS];
+};
+
+static void walk_start(struct walk *w)
+{
+	for (size_t i = 0; i < NSLOTS; i++) {
+		w->present0[i] = S.model[i].present;
+		w->serial0[i] = S.model[i].serial;
+		w->rem0[i] = S.removals[i];
+		w->visits[i] = 0;
+	}
+	w->calls = 0;
+	w->dirty = false;
+	w->nstop = 0;
+}
+
+static int walk_cb(const void *key, size_t klen, const void *val, size_t vlen,
+		   void *ctx)
+{
+	struct walk *w = ctx;
+	unsigned id, v;
+	unsigned char kc[KBUF], vc[VBUF];
+	CHECK(key_decode(key, klen, &id, &v));
+	struct ent *e = ent_of(id, v);
+	size_t slot = (size_t)(e - S.model);
+	CHECK_EQ(w->visits[slot], 0); /* never a key twice */
+	w->visits[slot]++;
+	w->calls++;
+	if (S.ks)
+		CHECK_EQ(klen, S.ks);
+	if (S.vs)
+		CHECK_EQ(vlen, S.vs);
+	bool same = w->present0[slot] && e->present &&
+		    e->serial == w->serial0[slot] &&
+		    S.removals[slot] == w->rem0[slot];
+	if (same) {
+		CHECK_EQ(canon(id, v), e->variant);
+		CHECK_EQ(vlen, e->vlen);
+		check_val(val, e->serial, e->vlen);
+	} else {
+		CHECK(w->dirty); /* changed only by an operation meanwhile */
+	}
+	memcpy(kc, key, klen);
+	if (vlen)
+		memcpy(vc, val, vlen);
+	CHECK(S.vdepth < 4);
+	int d = S.vdepth++;
+	S.vid[d] = ++S.visit_seq;
+	S.vkey[d] = key;
+	S.vserial[d] = UINT32_MAX;
+	if (vlen >= 4)
+		memcpy(&S.vserial[d], val, 4);
+	if (w->nested && S.depth < 2 && in_n && w->calls % w->nest_every == 0) {
+		/* Any operation but cmap_free and cmap_thread_exit, writes
+		 * to this map included. */
+		w->dirty = true;
+		S.depth++;
+		(void)run_op();
+		S.depth--;
+	}
+	/* Borrowed key and value stay valid and unchanged until we return. */
+	CHECK(klen == 0 || memcmp(key, kc, klen) == 0);
+	CHECK(vlen == 0 || memcmp(val, vc, vlen) == 0);
+	S.vdepth--;
+	if (w->stop_at && w->calls == w->stop_at) {
+		if (w->nstop < 8 && S.cfg.hash == h_collide)
+			w->stop_h[w->nstop++] = h_collide(key, klen, 0);
+		w->stop_at = w->stop_gap ? w->stop_at + w->stop_gap : 0;
+		return 1;
+	}
+	return 0;
+}
+
+static int walk_typed(uint32_t k, uint64_t v, void *ctx)
+{
+	return walk_cb(&k, 4, &v, 8, ctx);
+}
+
+/* After a whole walk: each key present throughout visited once (a stopped
+ * cursor may skip the rest of a run of keys sharing one full hash); with
+ * no operation during the walk, exactly the model's keys. */
+static void walk_end(struct walk *w)
+{
+	size_t present = 0;
+	for (unsigned i = 0; i < S.nids * NVAR; i++) {
+		struct ent *e = &S.model[i];
+		present += e->present;
+		if (!w->present0[i] || !e->present ||
+		    S.removals[i] != w->rem0[i] || w->visits[i])
+			continue;
+		bool skipped = false;
+		unsigned char kb[KBUF];
+		size_t kl = key_bytes(i / NVAR, e->variant, kb);
+		for (unsigned j = 0; j < w->nstop; j++)
+			skipped |= h_collide(kb, kl, 0) == w->stop_h[j];
+		if (!skipped)
+			fprintf(stderr, "walk missed key %u/%u\n", i / NVAR,
+				e->variant);
+		CHECK(skipped);
+	}
+	CHECK_EQ(present, S.count);
+	if (!w->dirty && !w->nstop)
+		CHECK_EQ(w->calls, S.count);
+}
+
+/* cmap_foreach or a cursor walk.  f: bit 0 cursor, 1 nested operations
+ * in the visitor, 2 operations between cursor slices, 3 stop the walk,
+ * 4 typed foreach; then the slice size, the stop pattern. */
+static void op_walk(unsigned f)
+{
+	struct walk *w = malloc(sizeof *w);
+	CHECK(w != NULL);
+	bool cursor = f & 1;
+	size_t max = 1 + rd() % 16;
+	unsigned sb = rd();
+	w->nested = f & 2;
+	w->between = cursor && (f & 4);
+	w->typed = S.t && !cursor && (f & 0x10);
+	w->nest_every = 1 + (sb >> 5);
+	walk_start(w);
+	w->stop_at = (f & 8) ? 1 + (sb & 7) : 0;
+	w->stop_gap = cursor && (f & 8) ? (sb >> 3) & 3 : 0;
+	S.work += (long)S.count + 1;
+	bool whole = true;
+	if (!cursor) {
+		long f0 = A.failed;
+		arm();
+		long rc = w->typed ? fz_foreach(S.t, walk_typed, w)
+				   : cmap_foreach(S.m, walk_cb, w);
+		disarm();
+		if (rc == CMAP_ENOMEM) {
+			CHECK(A.failed != f0);
+			CHECK_EQ(w->calls, 0);
+			whole = false;
+		} else {
+			CHECK_EQ(rc, w->calls);
+			whole = !(f & 8) || w->stop_at != 0;
+		}
+	} else {
+		cmap_cursor_t c;
+		cmap_cursor_init(&c);
+		for (int round = 0;; round++) {
+			long calls0 = w->calls, f0 = A.failed;
+			CHECK(round < 100000);
+			arm();
+			long rc = cmap_cursor_next(S.m, &c, max, walk_cb, w);
+			disarm();
+			if (rc == CMAP_ENOMEM) {
+				CHECK(A.failed != f0);
+				CHECK_EQ(w->calls, calls0);
+				whole = false; /* a cursor may be abandoned */
+				break;
+			}
+			CHECK_EQ(rc, w->calls - calls0);
+			CHECK((size_t)rc <= max || S.cfg.hash == h_collide);
+			if (rc == 0) {
+				CHECK(c.done);
+				CHECK_EQ(
+				    cmap_cursor_next(S.m, &c, max, walk_cb, w),
+				    0);
+				break;
+			}
+			if (w->between && in_n) {
+				w->dirty = true;
+				S.depth++;
+				(void)run_op();
+				S.depth--;
+			}
+		}
+	}
+	if (whole)
+		walk_end(w);
+	CHECK_EQ(cmap_len(S.m), S.count);
+	free(w);
+}
+
+/* cmap_retain with a predicate from the input, or cmap_clear.  f: bits
+ * 0-1 which keys the predicate keeps (by id parity, none, all, by
+ * serial), 2 it reads the map and tries writes, 3 cmap_clear instead. */
+struct ret {
+	unsigned f, r;
+	long calls, dropped;
+	uint8_t visits[NSLOTS];
+	int last; /* slot of the last entry dropped, or -1 */
+	unsigned last_id;
+};
+
+static int ret_pred(const void *key, size_t klen, const void *val, size_t vlen,
+		    void *ctx)
+{
+	struct ret *x = ctx;
+	unsigned id, v;
+	CHECK(key_decode(key, klen, &id, &v));
+	struct ent *e = ent_of(id, v);
+	size_t slot = (size_t)(e - S.model);
+	CHECK_EQ(x->visits[slot], 0);
+	x->visits[slot]++;
+	x->calls++;
+	CHECK(e->present);
+	CHECK_EQ(canon(id, v), e->variant);
+	CHECK_EQ(vlen, e->vlen);
+	check_val(val, e->serial, e->vlen);
+	CHECK(S.vdepth < 4);
+	int d = S.vdepth++;
+	S.vid[d] = ++S.visit_seq;
+	S.vkey[d] = key;
+	S.vserial[d] = vlen >= 4 ? e->serial : UINT32_MAX;
+	if (x->f & 4) {
+		long f0 = A.failed;
+		unsigned char b[VBUF];
+		size_t len = sizeof b;
+		int rc = cmap_get(S.m, key, klen, b, &len);
+		CHECK(rc == CMAP_OK || (rc == CMAP_ENOMEM && A.failed != f0));
+		memset(b, 0xe0, sizeof b);
+		rc = cmap_set(S.m, key, klen, b, S.vs ? S.vs : 3, NULL, NULL);
+		CHECK(rc == CMAP_EINVAL ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+		rc = cmap_remove_if(S.m, key, klen, val, vlen);
+		CHECK(rc == CMAP_EINVAL ||
+		      (rc == CMAP_ENOMEM && A.failed != f0));
+		long n = cmap_retain(S.m, ret_pred, ctx);
+		CHECK(n == CMAP_EINVAL || (n == CMAP_ENOMEM && A.failed != f0));
+	}
+	S.vdepth--;
+	bool keep;
+	switch (x->f & 3) {
+	case 0:
+		keep = (id ^ x->r) & 1;
+		break;
+	case 1:
+		keep = false;
+		break;
+	case 2:
+		keep = true;
+		break;
+	default:
+		keep = (e->serial + x->r) % 3 != 0;
+		break;
+	}
+	if (!keep) {
+		/* The removal follows at once; its destructors may run
+		 * before cmap_retain returns. */
+		model_drop(e, id);
+		x->dropped++;
+		x->last = (int)slot;
+		x->last_id = id;
+	}
+	return keep;
+}
+
+static void op_retain(unsigned f)
+{
+	struct ret *x = malloc(sizeof *x);
+	CHECK(x != NULL);
+	memset(x, 0, sizeof *x);
+	x->f = f;
+	x->r = rd();
+	x->last = -1;
+	bool clear = f & 8;
+	long count0 = (long)S.count;
+	S.work += count0 + 1;
+	if (clear) {
+		/* cmap_clear removes them all; destructors may run before
+		 * it returns */
+		for (unsigned i = 0; i < NSLOTS; i++)
+			if (S.model[i].present) {
+				model_drop(&S.model[i], i / NVAR);
+				x->visits[i] = 1;
+			}
+	}
+	long f0 = A.failed;
+	arm();
+	long rc = clear ? cmap_clear(S.m) : cmap_retain(S.m, ret_pred, x);
+	disarm();
+	bool failed = A.failed != f0;
+	if (rc == CMAP_ENOMEM) {
+		CHECK(failed);
+		if (clear) {
+			/* those still in the map were not removed */
+			A.suspend++;
+			for (unsigned i = 0; i < NSLOTS; i++) {
+				if (!x->visits[i])
+					continue;
+				struct ent *e = &S.model[i];
+				unsigned char kb[KBUF];
+				size_t kl = key_bytes(i / NVAR, e->variant, kb);
+				int g = cmap_get(S.m, kb, kl, NULL, NULL);
+				CHECK(g == CMAP_OK || g == CMAP_NOT_FOUND);
+				if (g == CMAP_OK) {
+					model_undrop(e, i / NVAR);
+					x->visits[i] = 0;
+				}
+			}
+			A.suspend--;
+		} else if (x->calls) {
+			/* the last removal failed and the walk stopped */
+			CHECK(x->last >= 0);
+			model_undrop(&S.model[x->last], x->last_id);
+			x->visits[x->last] = 0;
+		}
+	} else {
+		CHECK_EQ(rc, clear ? count0 : x->dropped);
+		if (!clear)
+			CHECK_EQ(x->calls, count0); /* each entry once */
+		CHECK_EQ(S.count, (size_t)count0 - (size_t)rc);
+	}
+	verify_all();
+	if (failed) {
+		/* removals that absorbed a failure may have skipped their
+		 * contraction */
+		for (unsigned i = 0; i < NSLOTS; i++)
+			if (x->visits[i] && !S.model[i].present)
+				heal(i / NVAR, S.model[i].variant);
+	}
+	free(x);
+}
+
 enum {
 	OP_SET,
 	OP_GET,
@@ -1283,6 +2123,15 @@ enum {
 	OP_MISC,
 	OP_BAD_CONFIG,
 	OP_THREAD,
+	OP_INSERT,
+	OP_REPLACE,
+	OP_CAS,
+	OP_REMOVE_IF,
+	OP_COMPUTE,
+	OP_COMPUTE2,
+	OP_WALK,
+	OP_RETAIN,
+	OP_CURSOR,
 	OP_COUNT
 };
 
@@ -1402,6 +2251,30 @@ static int run_op(void)
 	}
 	case OP_MISC:
 		op_misc();
+		break;
+	case OP_INSERT:
+	case OP_REPLACE:
+	case OP_CAS:
+	case OP_REMOVE_IF: {
+		read_key(&id, &v);
+		unsigned f = rd(), lb = rd(), eb = rd();
+		op_rmw(kind - OP_INSERT, id, v, f, lb, eb, rd());
+		break;
+	}
+	case OP_COMPUTE:
+	case OP_COMPUTE2:
+		read_key(&id, &v);
+		b = rd();
+		op_compute(id, v, b, rd());
+		break;
+	case OP_WALK:
+		op_walk(rd() & ~1u);
+		break;
+	case OP_CURSOR:
+		op_walk(rd() | 1u);
+		break;
+	case OP_RETAIN:
+		op_retain(rd());
 		break;
 	default:
 		op_bad_config(rd());
@@ -1537,6 +2410,7 @@ static void end_map(void)
 	S.t = NULL;
 	memset(S.model, 0, sizeof S.model);
 	memset(S.kretired, 0, sizeof S.kretired);
+	memset(S.removals, 0, sizeof S.removals);
 	memset(S.tiny_live, 0, sizeof S.tiny_live);
 	memset(S.tiny_ret, 0, sizeof S.tiny_ret);
 	S.count = 0;

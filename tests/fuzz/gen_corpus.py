@@ -11,7 +11,17 @@ import sys
 
 (SET, GET, REMOVE, GET_WITH, SET2, REMOVE2, BATCH, LEN, VALIDATE, DEFER,
  COLLECT, DRAIN, THREAD_EXIT, INVALID, BULK_SET, BULK_REMOVE, CHECK_ALL,
- NEXT_MAP, MISC, BAD_CONFIG, THREAD) = range(21)
+ NEXT_MAP, MISC, BAD_CONFIG, THREAD, INSERT, REPLACE, CAS, REMOVE_IF,
+ COMPUTE, COMPUTE2, WALK, RETAIN, CURSOR) = range(30)
+
+# compute flags (fuzz_map.c, op_compute)
+KEEP, CSET, CREMOVE, ABORT = range(4)
+C_BADACT, C_READ, C_WRITE, C_TYPED, C_BADVAL, C_INTOCUR = (4, 8, 0x10, 0x20,
+                                                          0x40, 0x80)
+# walk flags (op_walk)
+W_NESTED, W_BETWEEN, W_STOP, W_TYPED = 2, 4, 8, 0x10
+# retain flags (op_retain)
+R_PARITY, R_NONE, R_ALL, R_SERIAL, R_CALLS, R_CLEAR = 0, 1, 2, 3, 4, 8
 
 KSIZE = {0: 0, 4: 1, 8: 2, 16: 3}
 VSIZE = {0: 0, 8: 1, 24: 2}
@@ -63,6 +73,28 @@ class Map:
         self.op(REMOVE, fail).key(id, v).b.append(flags)
         return self
 
+    def rmw(self, kind, id, v=0, flags=0, vlen=8, exp=0, elen=8, fail=0):
+        """insert, replace, cas or remove_if; exp: the expected value's
+        mode (0 the current one, 1 another of the same length, 2 a length
+        off by one, 3 length elen)."""
+        self.op(kind, fail).key(id, v).b += bytes([flags, vlen, exp, elen])
+        return self
+
+    def compute(self, id, v=0, flags=CSET, vlen=8, fail=0):
+        self.op(COMPUTE, fail).key(id, v).b += bytes([flags, vlen])
+        return self
+
+    def walk(self, flags=0, max=4, stop=0, cursor=False, fail=0):
+        """stop: bits 0-2 the first stop - 1, 3-4 the gap between
+        stops (cursor), 5-7 nested operations every (n + 1) visits."""
+        self.op(CURSOR if cursor else WALK, fail).b += bytes(
+            [flags, max - 1, stop])
+        return self
+
+    def retain(self, flags=0, r=0, fail=0):
+        self.op(RETAIN, fail).b += bytes([flags, r])
+        return self
+
     def get_with(self, id, v=0, nested=None):
         self.op(GET_WITH).key(id, v).b.append(1 if nested else 0)
         if nested:
@@ -91,7 +123,7 @@ class Map:
         self.op(INVALID).b.append(sub)
         self.key(id)
         self.b.append(3)  # oversize lengths: CMAP_MAX_VAR_LEN + 1 + 3
-        s = sub % 20
+        s = sub % 24
         extra = {6: 0 if self.ks else 1, 8: 1 if self.ks else 0,
                  10: 1 if self.vs else 0, 11: 0 if self.vs else 1,
                  16: 1, 19: 1}.get(s, 0)
@@ -236,12 +268,115 @@ def main():
     for ks, vs in ((4, 8), (0, 0), (0, 8), (8, 0)):
         m = Map(ks, vs, hooks=True)
         m.set(1, vlen=4)
-        for sub in range(20):
+        for sub in range(24):
             m.invalid(sub)
         for sub in range(11):
             m.bad_config(sub)
         m.misc().misc(bytes(range(40)))
         seeds[f"invalid-k{ks}-v{vs}"] = m
+
+    # Read-modify-write: every outcome of insert, replace, cas and
+    # remove_if (with and without output buffers, too small ones), compute
+    # with every action, a read and a refused write inside fn, bad answers.
+    for ks, vs in ((4, 8), (0, 0), (0, 8), (16, 24), (8, 0)):
+        m = Map(ks, vs, kdtor=True, vdtor=True, ids=32)
+        for i in range(6):
+            m.rmw(INSERT, i, vlen=5 + i)                  # inserted
+        m.rmw(INSERT, 1, flags=1, vlen=3)                # exists, cur
+        m.rmw(INSERT, 2, flags=1 | 1 << 1)               # cur, no room
+        m.rmw(INSERT, 3, flags=1 | 3 << 1 | 8)           # cur, exact
+        m.rmw(REPLACE, 9, vlen=4).rmw(REPLACE, 1, vlen=30)
+        m.rmw(REPLACE, 2, flags=1, vlen=12)              # old to caller
+        m.rmw(REPLACE, 3, flags=1 | 2 << 1)              # one byte short
+        m.rmw(REPLACE, 0, flags=0x10, vlen=0)            # empty value
+        for exp in range(4):
+            m.rmw(CAS, 4, exp=exp, flags=1, vlen=6 + exp, elen=3)
+            m.rmw(CAS, 5, exp=exp, flags=1 | 1 << 1, elen=9)
+        m.rmw(CAS, 11, exp=0)                            # not found
+        m.rmw(REMOVE_IF, 4, exp=1).rmw(REMOVE_IF, 4, exp=0)
+        m.rmw(REMOVE_IF, 12, exp=0).rmw(REMOVE_IF, 0, exp=0, flags=0x10)
+        for act in (KEEP, CSET, CREMOVE, ABORT):
+            m.compute(20, flags=act, vlen=7)             # absent
+            m.compute(1, flags=act | C_READ, vlen=9)     # present
+        m.compute(21, flags=CSET | C_WRITE | C_READ)
+        m.compute(1, flags=CSET | C_BADACT).compute(1, flags=C_BADVAL)
+        m.compute(1, flags=CSET | C_BADVAL).compute(2, flags=CSET, vlen=0)
+        m.compute(2, flags=CREMOVE | C_WRITE).compute(2, flags=CREMOVE)
+        m.validate().simple(DRAIN).simple(CHECK_ALL)
+        seeds[f"rmw-k{ks}-v{vs}"] = m
+    # compute storing the current value by pointing into it (no value
+    # destructor), masked keys (the stored key is kept on replace)
+    for ks, vs in ((0, 0), (8, 24)):
+        m = Map(ks, vs, hash="masked", eq="masked", kdtor=True, ids=16)
+        m.set(3, v=1, vlen=10).compute(3, v=2, flags=CSET | C_INTOCUR)
+        m.rmw(REPLACE, 3, v=3, vlen=5).rmw(CAS, 3, v=0, exp=0, vlen=6)
+        m.compute(3, v=2, flags=CSET, vlen=8).get_with(3, v=1)
+        m.rmw(INSERT, 3, v=1, flags=1).rmw(REMOVE_IF, 3, v=3, exp=0)
+        m.validate().simple(DRAIN)
+        seeds[f"rmw-masked-k{ks}-v{vs}"] = m
+    # allocation failures in every read-modify-write call
+    for ks, vs in ((4, 8), (0, 0)):
+        m = Map(ks, vs, hooks=True, nopool=True, kdtor=True, vdtor=True,
+                ids=32)
+        m.bulk(BULK_SET, 0, 24, vlen=5)
+        for fail in (4, 5, 6, 7):
+            m.rmw(INSERT, 25, fail=fail).rmw(REPLACE, 1, fail=fail)
+            m.rmw(CAS, 2, exp=0, fail=fail).rmw(REMOVE_IF, 3, fail=fail)
+            m.compute(4, flags=CSET, fail=fail)
+            m.compute(5, flags=CREMOVE, fail=fail)
+            m.compute(26, flags=CSET | C_READ, fail=fail)
+            m.walk(fail=fail).walk(cursor=True, max=3, fail=fail)
+            m.retain(R_PARITY, r=fail, fail=fail)
+            m.bulk(BULK_SET, 0, 24, vlen=6)
+        m.op(RETAIN, 4, k=3).b += bytes([R_CLEAR, 0])
+        m.validate().simple(DRAIN)
+        seeds[f"rmw-oom-k{ks}-v{vs}"] = m
+    # The typed wrappers' read-modify-write, update and foreach.
+    m = Map(4, 8, hash="random", typed=True)
+    for i in range(8):
+        m.rmw(INSERT, i, flags=0x20 | (i & 1))
+    m.rmw(REPLACE, 1, flags=0x21).rmw(CAS, 2, flags=0x21, exp=0)
+    m.rmw(CAS, 3, flags=0x21, exp=1).rmw(REMOVE_IF, 4, flags=0x20, exp=0)
+    for act in (KEEP, CSET, CREMOVE, ABORT):
+        m.compute(5, flags=act | C_TYPED).compute(9, flags=act | C_TYPED)
+    m.compute(6, flags=C_TYPED | C_BADACT | C_READ | C_WRITE)
+    m.walk(W_TYPED).walk(W_TYPED | W_STOP, stop=2)
+    seeds["typed-rmw"] = m
+    # Walks: foreach and cursors over every layout, with stops, nested
+    # operations in the visitor, operations between cursor slices; on
+    # colliding hashes (runs of equal positions, stops inside them).
+    for ks, vs, h, c in ((4, 8, "fixed", 1), (0, 0, "fixed", 1),
+                         (0, 24, "collide", 2), (8, 8, "collide", 1),
+                         (16, 0, "identity", 1)):
+        m = Map(ks, vs, hash=h, collide=c, kdtor=True, vdtor=True,
+                dcalls=True, ids=64)
+        m.walk().walk(cursor=True, max=1)
+        m.bulk(BULK_SET, 0, 50, vlen=7)
+        m.walk().walk(cursor=True, max=5).walk(cursor=True, max=16)
+        m.walk(W_STOP, stop=4).walk(W_STOP, stop=4 | 1 << 3, cursor=True)
+        m.walk(W_STOP, stop=0 | 2 << 3, cursor=True, max=2)
+        m.walk(W_NESTED, stop=2 << 5)
+        m.set(60, vlen=9).remove(3).rmw(INSERT, 61)
+        m.walk(W_NESTED, stop=0, cursor=True, max=3)
+        m.set(62).remove(4).compute(5, flags=CREMOVE)
+        m.walk(W_BETWEEN, cursor=True, max=7)
+        m.set(63).remove(6).compute(7, flags=CSET).simple(THREAD).set(8)
+        m.simple(COLLECT).validate().simple(DRAIN)
+        seeds[f"walk-k{ks}-v{vs}-{h}"] = m
+    # Retain with each predicate, reads and refused writes in it; clear;
+    # retain and clear from inside a get_with callback and a walk.
+    for ks, vs in ((4, 8), (0, 0), (8, 24)):
+        m = Map(ks, vs, kdtor=True, vdtor=True, dcalls=True, ids=64)
+        for mode in (R_PARITY, R_SERIAL, R_ALL, R_NONE):
+            m.bulk(BULK_SET, 0, 48, vlen=3 + mode)
+            m.retain(mode | R_CALLS, r=mode * 37)
+        m.bulk(BULK_SET, 0, 30).retain(R_CLEAR).retain(R_CLEAR)
+        m.bulk(BULK_SET, 0, 30)
+        m.get_with(3, nested=lambda m: m.retain(R_PARITY, r=1))
+        m.bulk(BULK_SET, 0, 30)
+        m.walk(W_NESTED, stop=1 << 5).retain(R_CLEAR)
+        m.simple(COLLECT).validate().simple(DRAIN)
+        seeds[f"retain-k{ks}-v{vs}"] = m
 
     for name, m in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
