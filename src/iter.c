@@ -32,6 +32,8 @@
 
 #define SLICE	    256
 #define SLICE_SLOTS 1024
+/* Slots ahead whose bucket a walk prefetches. */
+#define PREFETCH_AHEAD 4
 
 /* Bits below level d's index in a position (the last level has fewer
  * bits than BITS: the rest of 64). */
@@ -42,8 +44,9 @@ static inline unsigned pos_shift(unsigned d)
 
 static inline unsigned pos_idx(uint64_t p, unsigned d)
 {
-	unsigned bits = d < LAST_LEVEL ? BITS : 64 - BITS * LAST_LEVEL;
-	return (unsigned)((p >> pos_shift(d)) & ((1u << bits) - 1));
+	uint64_t bits =
+	    d < LAST_LEVEL ? MASK : MASK >> (BITS * (LAST_LEVEL + 1) - 64);
+	return (unsigned)((p >> pos_shift(d)) & bits);
 }
 
 static uint64_t pos_of(uint64_t h)
@@ -110,6 +113,23 @@ static void visit(cmap_t *m, rec_t *r, walk_t *w, bucket_t *b, uint32_t i)
 		w->removed++;
 	else if (rc != CMAP_NOT_FOUND && rc != CMAP_MISMATCH)
 		w->err = rc; /* out of memory: stop here */
+}
+
+/* Every entry of a fixed-size bucket to a foreach visitor: the loop of a
+ * full walk, kept to a call per entry.  True when the visitor stopped. */
+static bool visit_fixed(const cmap_t *m, walk_t *w, bucket_t *b)
+{
+	uint32_t n = b->n, ks = m->ks, vs = m->vs;
+	const unsigned char *k = b->data, *v = bval(m, b, 0);
+	for (uint32_t i = 0; i < n; i++, k += ks, v += vs) {
+		if (w->fn(k, ks, v, vs, w->ctx)) {
+			w->visited += i + 1;
+			w->stopped = true;
+			return true;
+		}
+	}
+	w->visited += n;
+	return false;
 }
 
 /* Order entries of one bucket by position (insertion sort: buckets are
@@ -201,28 +221,51 @@ static bool visit_from(cmap_t *m, rec_t *r, walk_t *w, bucket_t *b,
 static void slice(cmap_t *m, rec_t *r, walk_t *w, size_t budget)
 {
 	cmap_cursor_t *c = w->c;
+	inner_t *path[LAST_LEVEL + 1];
+	unsigned d = 0; /* path[0..d] lead to the slot covering c->next */
+	path[0] = m->root;
 	w->slice0 = w->visited;
 	for (unsigned slots = 0; !c->done && slots < SLICE_SLOTS; slots++) {
 		/* Acquire on every slot: pairs with the release half of the
 		 * CAS that published the node or bucket.  Frozen slots are
-		 * read through (their contents are current). */
-		unsigned d = 0;
-		uintptr_t v =
-		    ld_acquire(&m->root->slot[pos_idx(c->next, 0)]) & ~T_FROZEN;
+		 * read through (their contents are current).  Nodes on the
+		 * path stay readable for the slice, and one replaced since it
+		 * was read was frozen first, so what it shows was current
+		 * after the walk began (the argument above holds). */
+		unsigned ix = pos_idx(c->next, d);
+		uintptr_t v = ld_acquire(&path[d]->slot[ix]) & ~T_FROZEN;
 		while (v && !is_bucket(v)) {
-			d++;
-			v = ld_acquire(
-				&as_inner(v)->slot[pos_idx(c->next, d)]) &
-			    ~T_FROZEN;
+			path[++d] = as_inner(v);
+			ix = pos_idx(c->next, d);
+			v = ld_acquire(&path[d]->slot[ix]) & ~T_FROZEN;
+		}
+		/* The next slots' buckets are needed soon: start their
+		 * misses now, so that they overlap this bucket's visits. */
+		if (ix + PREFETCH_AHEAD < FANOUT) {
+			uintptr_t a =
+			    ld_relaxed(&path[d]->slot[ix + PREFETCH_AHEAD]);
+			if (is_bucket(a)) {
+				__builtin_prefetch(as_bucket(a));
+				__builtin_prefetch((char *)as_bucket(a) + 64);
+			}
 		}
 		unsigned sh = pos_shift(d);
 		uint64_t start = sh ? c->next >> sh << sh : c->next;
 		if (v) {
 			bucket_t *b = as_bucket(v);
-			if (!w->resumable && c->next == start &&
-			    b->n <= budget) {
+			if (!w->resumable && c->next == start) {
 				/* The whole bucket is ahead and a stop ends
-				 * the walk: bucket order, no positions. */
+				 * the walk: bucket order, no positions, and
+				 * no slice ends inside it (the budget only
+				 * bounds how long a slice pins garbage). */
+				if (!w->retain && !m->var) {
+					if (visit_fixed(m, w, b)) {
+						c->done = 1;
+						return;
+					}
+					budget -= b->n < budget ? b->n : budget;
+					goto next;
+				}
 				for (uint32_t i = 0; i < b->n; i++) {
 					visit(m, r, w, b, i);
 					if (w->stopped || w->err) {
@@ -230,16 +273,21 @@ static void slice(cmap_t *m, rec_t *r, walk_t *w, size_t budget)
 						return;
 					}
 				}
-				budget -= b->n;
+				budget -= b->n < budget ? b->n : budget;
 			} else if (!visit_from(m, r, w, b, &budget)) {
 				return;
 			}
 		}
+	next:;
 		uint64_t end = start + ((uint64_t)1 << sh);
 		c->next = end;
 		c->done = end == 0; /* the last range ended at 2^64 */
 		if (!budget)
 			return;
+		/* Up to the node that holds the next range: where this
+		 * level's index wrapped to 0, the carry moved up a level. */
+		while (d > 0 && pos_idx(end, d) == 0)
+			d--;
 	}
 }
 
