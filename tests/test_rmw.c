@@ -28,6 +28,15 @@
  *   and change nothing, reads see the map, writes to another map work;
  *   cmap_compute from inside a cmap_get_with callback works.  Also from
  *   several threads at once.
+ * churn: walkers (cmap_foreach, cursors with slices of 1, 3, 7, 64) while
+ *   other threads insert and remove batches of keys (splits, contractions)
+ *   and replace stable keys' values: stable keys seen exactly once per
+ *   walk, churned keys at most once, never a duplicate; one walker's
+ *   callback gets and rewrites the entry it visits (fixed, variable,
+ *   colliding).
+ * retain/clear: cmap_retain and cmap_clear passes racing with inserts and
+ *   replaces, with destructors: every value destroyed exactly once, every
+ *   key once per entry made, cmap_len exact once quiet.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -886,6 +895,344 @@ static void run_side_rule(long n)
 	printf("  compute side rule: %d threads x %ld computes\n", T, n);
 }
 
+/* ---- iteration under churn ---------------------------------------------- */
+
+/*
+ * Ids 0..STABLE-1 are present throughout (churners replace their values);
+ * ids STABLE.. are inserted and removed in batches, enough to split and
+ * contract nodes.  Walkers run whole walks (cmap_foreach, or cursors with
+ * slices of 1, 3, 7, 64 entries) while the churn goes on: every stable key
+ * seen exactly once, churned keys at most once, values belong to their
+ * key.  One walker's callback also reads and rewrites the entry it visits.
+ */
+struct churn {
+	cmap_t *m;
+	enum layout l;
+	unsigned id;
+	uint32_t stable, span; /* churned ids: stable + id * span + [0, span) */
+	long walks;
+	_Atomic(int) *walkers_left;
+	_Atomic(long) *batches; /* churn batches completed, all churners */
+	long churn_ops, visits, walked;
+};
+
+static size_t churn_val(enum layout l, uint32_t k, uint64_t ver,
+			unsigned char *b)
+{
+	uint64_t v = (uint64_t)k << 32 | (ver & 0xffffffff);
+	memcpy(b, &v, 8);
+	if (l != VAR)
+		return 8;
+	size_t n = 8 + (ver & 0xffffffff) % 11;
+	memset(b + 8, (int)(k & 0xff), n - 8);
+	return n;
+}
+
+static void *churner(void *arg)
+{
+	struct churn *w = arg;
+	unsigned char kb[32], vb[24];
+	uint64_t ver = 0, s = 7 + w->id;
+	pthread_barrier_wait(&bar);
+	while (atomic_load(w->walkers_left) > 0) {
+		uint32_t base = w->stable + w->id * w->span;
+		for (uint32_t i = 0; i < w->span; i++) {
+			uint32_t k = base + i;
+			size_t kl = key_of(w->l, k, kb);
+			size_t vl = churn_val(w->l, k, ++ver, vb);
+			CHECK_EQ(cmap_insert(w->m, kb, kl, vb, vl, NULL, NULL),
+				 CMAP_OK);
+			/* And a stable key's value. */
+			k = (uint32_t)(rng_next(&s) % w->stable);
+			kl = key_of(w->l, k, kb);
+			vl = churn_val(w->l, k, ++ver, vb);
+			CHECK_EQ(cmap_set(w->m, kb, kl, vb, vl, NULL, NULL),
+				 CMAP_REPLACED);
+		}
+		for (uint32_t i = 0; i < w->span; i++) {
+			uint32_t k = base + i;
+			size_t kl = key_of(w->l, k, kb);
+			CHECK_EQ(cmap_remove(w->m, kb, kl, NULL, NULL),
+				 CMAP_OK);
+		}
+		w->churn_ops += 3 * w->span;
+		atomic_fetch_add(w->batches, 1);
+	}
+	return NULL;
+}
+
+/* The id of a key as key_of makes it. */
+static uint32_t churn_id(enum layout l, const void *k, size_t kl)
+{
+	uint32_t id;
+	if (l != VAR) {
+		CHECK_EQ(kl, 4);
+		memcpy(&id, k, 4);
+	} else {
+		char s[32];
+		CHECK(kl < sizeof s);
+		memcpy(s, k, kl);
+		s[kl] = 0;
+		CHECK(s[0] == 'k');
+		id = (uint32_t)strtoul(s + 1, NULL, 10);
+	}
+	unsigned char want[32];
+	CHECK_EQ(key_of(l, id, want), kl);
+	CHECK(memcmp(want, k, kl) == 0);
+	return id;
+}
+
+struct wctx {
+	struct churn *w;
+	unsigned char *seen;
+	uint32_t n;
+	bool touch; /* get and rewrite the visited entry */
+	long visits;
+};
+
+static int churn_visit(const void *k, size_t kl, const void *v, size_t vl,
+		       void *ctx)
+{
+	struct wctx *c = ctx;
+	enum layout l = c->w->l;
+	uint32_t id = churn_id(l, k, kl);
+	CHECK(id < c->n);
+	CHECK(vl >= 8);
+	uint64_t x;
+	memcpy(&x, v, 8);
+	CHECK_EQ(x >> 32, id);
+	unsigned char want[24];
+	uint64_t ver = x & 0xffffffff;
+	CHECK_EQ(churn_val(l, id, ver, want), vl);
+	CHECK(memcmp(want, v, vl) == 0);
+	CHECK(c->seen[id] == 0); /* never twice */
+	c->seen[id] = 1;
+	c->visits++;
+	if (c->touch && id < c->w->stable) {
+		unsigned char kb[32], vb[24];
+		size_t kcl = kl, gl = sizeof vb;
+		memcpy(kb, k, kl);
+		CHECK_EQ(cmap_get(c->w->m, kb, kcl, vb, &gl), CMAP_OK);
+		size_t nl = churn_val(l, id, ver + 1, vb);
+		CHECK_EQ(cmap_set(c->w->m, kb, kcl, vb, nl, NULL, NULL),
+			 CMAP_REPLACED);
+	}
+	return 0;
+}
+
+static void *walker(void *arg)
+{
+	struct churn *w = arg;
+	uint32_t n = w->stable + 2 * w->span;
+	struct wctx c = {w, calloc(n, 1), n, w->id == 1, 0};
+	CHECK(c.seen != NULL);
+	static const size_t maxes[] = {1, 3, 7, 64};
+	pthread_barrier_wait(&bar);
+	/* At least w->walks walks, and on until the churners have done a
+	 * few batches (split, contract) meanwhile. */
+	long i = 0;
+	for (; i < w->walks || atomic_load(w->batches) < 6; i++) {
+		memset(c.seen, 0, n);
+		if (i % 2 == 0) {
+			long got = cmap_foreach(w->m, churn_visit, &c);
+			CHECK(got >= w->stable);
+		} else {
+			cmap_cursor_t cur;
+			cmap_cursor_init(&cur);
+			size_t max = maxes[(i / 2 + w->id) % 4];
+			long got;
+			while ((got = cmap_cursor_next(w->m, &cur, max,
+						       churn_visit, &c)) > 0)
+				;
+			CHECK_EQ(got, 0);
+			CHECK(cur.done);
+		}
+		for (uint32_t id = 0; id < w->stable; id++)
+			CHECK_EQ(c.seen[id], 1);
+	}
+	w->visits = c.visits;
+	w->walked = i;
+	free(c.seen);
+	atomic_fetch_sub(w->walkers_left, 1);
+	return NULL;
+}
+
+static void run_churn(enum layout l, uint32_t stable, uint32_t span, long walks)
+{
+	cmap_t *m = new_map(l, NULL, NULL, NULL);
+	unsigned char kb[32], vb[24];
+	for (uint32_t k = 0; k < stable; k++) {
+		size_t kl = key_of(l, k, kb), vl = churn_val(l, k, 0, vb);
+		CHECK_EQ(cmap_set(m, kb, kl, vb, vl, NULL, NULL), CMAP_OK);
+	}
+	_Atomic(int) left = 2;
+	_Atomic(long) batches = 0;
+	struct churn w[T];
+	pthread_t th[T];
+	CHECK_EQ(pthread_barrier_init(&bar, NULL, T), 0);
+	for (unsigned t = 0; t < T; t++) {
+		w[t] = (struct churn){.m = m,
+				      .l = l,
+				      .id = t % 2,
+				      .stable = stable,
+				      .span = span,
+				      .walks = walks,
+				      .walkers_left = &left,
+				      .batches = &batches};
+		CHECK_EQ(pthread_create(&th[t], NULL, t < 2 ? churner : walker,
+					&w[t]),
+			 0);
+	}
+	for (unsigned t = 0; t < T; t++)
+		CHECK_EQ(pthread_join(th[t], NULL), 0);
+	pthread_barrier_destroy(&bar);
+	CHECK_EQ(cmap_len(m), stable);
+	CHECK_EQ(cmap_validate(m, NULL), CMAP_OK);
+	printf("  churn %-29s %ld + %ld walks, %ld + %ld visits, %ld + %ld "
+	       "churn ops\n",
+	       lname[l], w[2].walked, w[3].walked, w[2].visits, w[3].visits,
+	       w[0].churn_ops, w[1].churn_ops);
+	cmap_free(m);
+}
+
+/*
+ * cmap_retain and cmap_clear racing with inserts and replaces, with
+ * destructors: every value destroyed exactly once (at its replacement,
+ * its removal or cmap_free), every key once per entry, cmap_len exact once
+ * quiet.
+ */
+struct rc_w {
+	cmap_t *m;
+	unsigned id;
+	long n;
+	long inserted, values;
+	long removed;
+};
+
+static _Atomic(unsigned) *rc_dtor; /* per value id */
+static _Atomic(int) rc_inserters;  /* still running */
+static _Atomic(long) rc_kdtor;
+static long rc_nvals;
+
+static void rc_val_dtor(void *item, size_t len, void *ctx)
+{
+	(void)ctx;
+	CHECK_EQ(len, 8);
+	uint64_t v;
+	memcpy(&v, item, 8);
+	CHECK(v < (uint64_t)rc_nvals);
+	atomic_fetch_add(&rc_dtor[v], 1);
+}
+
+static void rc_key_dtor(void *item, size_t len, void *ctx)
+{
+	(void)item;
+	(void)len;
+	(void)ctx;
+	atomic_fetch_add(&rc_kdtor, 1);
+}
+
+static int rc_pred(const void *k, size_t kl, const void *v, size_t vl,
+		   void *ctx)
+{
+	(void)v;
+	(void)vl;
+	(void)ctx;
+	uint32_t id;
+	CHECK_EQ(kl, 4);
+	memcpy(&id, k, 4);
+	return id % 3 != 0;
+}
+
+static void *rc_inserter(void *arg)
+{
+	struct rc_w *w = arg;
+	pthread_barrier_wait(&bar);
+	for (long i = 0; i < w->n; i++) {
+		uint32_t k = (uint32_t)(w->id * w->n + i);
+		uint64_t v = (uint64_t)(w->id * 2 * w->n + 2 * i);
+		int rc = cmap_insert(w->m, &k, 4, &v, 8, NULL, NULL);
+		CHECK_EQ(rc, CMAP_OK);
+		w->inserted++;
+		w->values++;
+		v++;
+		rc = cmap_set(w->m, &k, 4, &v, 8, NULL, NULL);
+		CHECK(rc == CMAP_OK || rc == CMAP_REPLACED);
+		w->inserted += rc == CMAP_OK; /* a clear took it meanwhile */
+		w->values++;
+	}
+	atomic_fetch_sub(&rc_inserters, 1);
+	return NULL;
+}
+
+static void *rc_clearer(void *arg)
+{
+	struct rc_w *w = arg;
+	pthread_barrier_wait(&bar);
+	/* At least n passes, and on while the inserters run. */
+	for (long i = 0; i < w->n || atomic_load(&rc_inserters) > 0; i++) {
+		long r =
+		    i % 2 ? cmap_clear(w->m) : cmap_retain(w->m, rc_pred, NULL);
+		CHECK(r >= 0);
+		w->removed += r;
+		w->values = i + 1; /* passes */
+	}
+	return NULL;
+}
+
+static void run_retain_clear(long n, long passes)
+{
+	cmap_config_t c = CMAP_CONFIG_INIT;
+	c.key_size = 4;
+	c.val_size = 8;
+	c.key_dtor = rc_key_dtor;
+	c.val_dtor = rc_val_dtor;
+	cmap_t *m = NULL;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	rc_nvals = 2 * n * (T - 1);
+	rc_dtor = calloc((size_t)rc_nvals, sizeof *rc_dtor);
+	CHECK(rc_dtor != NULL);
+	atomic_store(&rc_kdtor, 0);
+	atomic_store(&rc_inserters, T - 1);
+	struct rc_w w[T];
+	pthread_t th[T];
+	CHECK_EQ(pthread_barrier_init(&bar, NULL, T), 0);
+	for (unsigned t = 0; t < T; t++) {
+		w[t] = (struct rc_w){m, t, t < T - 1 ? n : passes, 0, 0, 0};
+		CHECK_EQ(pthread_create(&th[t], NULL,
+					t < T - 1 ? rc_inserter : rc_clearer,
+					&w[t]),
+			 0);
+	}
+	for (unsigned t = 0; t < T; t++)
+		CHECK_EQ(pthread_join(th[t], NULL), 0);
+	pthread_barrier_destroy(&bar);
+	long inserted = 0, values = 0;
+	for (unsigned t = 0; t < T - 1; t++) {
+		inserted += w[t].inserted;
+		values += w[t].values;
+	}
+	/* Quiet: len, a scan and a walk agree; entries = inserted -
+	 * removed. */
+	size_t present = 0;
+	for (uint32_t k = 0; k < (uint32_t)(n * (T - 1)); k++)
+		present += cmap_get(m, &k, 4, NULL, NULL) == CMAP_OK;
+	CHECK_EQ(cmap_len(m), present);
+	CHECK_EQ(present, inserted - w[T - 1].removed);
+	long cleared = cmap_clear(m);
+	CHECK_EQ(cleared, (long)present);
+	CHECK_EQ(cmap_len(m), 0);
+	cmap_free(m);
+	CHECK_EQ(values, rc_nvals);
+	for (long v = 0; v < rc_nvals; v++)
+		CHECK_EQ(atomic_load(&rc_dtor[v]), 1);
+	CHECK_EQ(atomic_load(&rc_kdtor), inserted);
+	printf("  retain/clear vs inserts: %ld entries made, %ld removed by "
+	       "%ld passes\n",
+	       inserted, w[T - 1].removed, w[T - 1].values);
+	free(rc_dtor);
+}
+
 int main(void)
 {
 	long n = scaled(100000);
@@ -903,6 +1250,11 @@ int main(void)
 	run_versions(VAR, 16, v);
 	run_versions(COLLIDE, 40, v / 2);
 	run_side_rule(scaled(20000));
+	long walks = scaled(40) + 2;
+	run_churn(FIXED, 2000, 3000, walks);
+	run_churn(VAR, 1000, 2000, walks);
+	run_churn(COLLIDE, 60, 100, walks);
+	run_retain_clear(scaled(100000), scaled(200) + 2);
 	printf("test_rmw: ok\n");
 	return 0;
 }
