@@ -889,6 +889,76 @@ static void test_bad_rmw_var(void)
 	cmap_free(m);
 }
 
+/* ---- bad arguments to the iteration calls ------------------------------- */
+
+static int count_fe(const void *k, size_t kl, const void *v, size_t vl,
+		    void *ctx)
+{
+	(void)k;
+	(void)kl;
+	(void)v;
+	(void)vl;
+	(*(long *)ctx)++;
+	return 0;
+}
+
+/* A retain predicate that tries to write the map: refused. */
+static int writing_pred(const void *k, size_t kl, const void *v, size_t vl,
+			void *ctx)
+{
+	cmap_t *m = ctx;
+	uint64_t x = 1;
+	(void)v;
+	(void)vl;
+	CHECK_EQ(cmap_set(m, k, kl, &x, 8, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_remove(m, k, kl, NULL, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_clear(m), CMAP_EINVAL);
+	CHECK(cmap_get(m, k, kl, NULL, NULL) == CMAP_OK);
+	return 1;
+}
+
+static void test_bad_iter(void)
+{
+	const uint32_t N = 100;
+	cmap_t *m = new_map(4, 8, NULL);
+	fill_fixed(m, N);
+	long n = 0;
+	cmap_cursor_t c = CMAP_CURSOR_INIT;
+	CHECK_EQ(cmap_foreach(NULL, count_fe, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_foreach(m, NULL, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_cursor_next(NULL, &c, 10, count_fe, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_cursor_next(m, NULL, 10, count_fe, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_cursor_next(m, &c, 10, NULL, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_cursor_next(m, &c, 0, count_fe, &n), CMAP_EINVAL);
+	CHECK(c.next == 0 && c.done == 0);
+	CHECK_EQ(cmap_retain(NULL, count_fe, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_retain(m, NULL, &n), CMAP_EINVAL);
+	CHECK_EQ(cmap_clear(NULL), CMAP_EINVAL);
+	CHECK_EQ(n, 0);
+	same_fixed(m, N);
+	/* Writes from a retain predicate are refused; it keeps all. */
+	CHECK_EQ(cmap_retain(m, writing_pred, m), 0);
+	same_fixed(m, N);
+	uint32_t k = 3;
+	CHECK_EQ(cmap_foreach(m, count_fe, &n), N);
+	CHECK_EQ(n, N);
+	cmap_cursor_init(&c);
+	n = 0;
+	long got, total = 0;
+	while ((got = cmap_cursor_next(m, &c, 7, count_fe, &n)) > 0)
+		total += got;
+	CHECK_EQ(got, 0);
+	CHECK(c.done);
+	CHECK_EQ(total, N);
+	CHECK_EQ(n, N);
+	same_fixed(m, N);
+	CHECK_EQ(cmap_get(m, &k, 4, NULL, NULL), CMAP_OK);
+	CHECK_EQ(cmap_clear(m), N);
+	CHECK_EQ(cmap_len(m), 0);
+	CHECK_EQ(cmap_clear(m), 0);
+	cmap_free(m);
+}
+
 /* ---- messages ----------------------------------------------------------- */
 
 static void test_strerror(void)
@@ -1316,6 +1386,7 @@ int main(void)
 	test_bad_var();
 	test_bad_rmw_fixed();
 	test_bad_rmw_var();
+	test_bad_iter();
 	test_strerror();
 	test_contract();
 	test_typed();
