@@ -238,7 +238,8 @@ int cmap_new(cmap_t **out, const cmap_config_t *cfg);
  * cmap_collect; its writes return CMAP_EINVAL.  Every deferred callback has
  * run when cmap_free returns.
  * Threading precondition: no other thread uses the map, now or later.
- * NULL is a no-op. */
+ * NULL is a no-op, and so is a call from inside a callback (get_with,
+ * foreach, compute) on the same map: the caller is still using it. */
 void cmap_free(cmap_t *map);
 
 /* ---- operations ------------------------------------------------------- */
@@ -277,7 +278,9 @@ long cmap_get_batch(cmap_t *map, const void *keys, size_t n, void *vals,
 		    unsigned char *found);
 
 /* Called by cmap_get_with with borrowed pointers, valid only until it
- * returns.  It may call any cmap function except cmap_free. */
+ * returns.  It may call any cmap function on this map or others (writes
+ * included) except cmap_thread_exit; cmap_free of this map does nothing
+ * there. */
 typedef void (*cmap_visit_fn)(const void *key, size_t klen, const void *val,
 			      size_t vlen, void *ctx);
 
@@ -391,10 +394,10 @@ int cmap_compute(cmap_t *map, const void *key, size_t klen, cmap_compute_fn fn,
  */
 
 /* Called for each entry with borrowed pointers, valid until it returns.
- * Return 0 to go on, nonzero to stop the walk.  It may call any cmap
- * function on this or other maps except cmap_free and cmap_thread_exit
- * (writes included: the walk's guarantee then covers the keys they do not
- * touch); it must not be left by longjmp. */
+ * Return 0 to go on, nonzero to stop the walk.  As cmap_visit_fn, it may
+ * call any cmap function on this or other maps, writes included (the
+ * walk's guarantee then covers the keys they do not touch), except
+ * cmap_thread_exit; cmap_free of this map does nothing there. */
 typedef int (*cmap_foreach_fn)(const void *key, size_t klen, const void *val,
 			       size_t vlen, void *ctx);
 
@@ -467,8 +470,8 @@ size_t cmap_collect(cmap_t *map);
 
 /* Leave every map the calling thread has joined (also done automatically
  * at thread exit).  The thread may use maps again afterwards.
- * Precondition: not called from inside a cmap_get_with callback or a
- * destructor.
+ * Precondition: not called from inside a callback (get_with, foreach,
+ * compute, retain) or a destructor.
  * Callbacks and destructors must return normally.  A thread that leaves
  * one anyway (longjmp, pthread_cancel, a C++ exception) is still inside
  * the operation that called it, which holds back every map's reclamation:

@@ -315,22 +315,35 @@ static bool rebuild(struct tctx *ctx)
 	return true;
 }
 
+/* The calling thread's record in m, or NULL if it has not joined m.
+ * Relaxed: only cmap_free, which the caller ordered before any later use
+ * of a map at this address, clears entries. */
+static rec_t *find_rec(const struct tctx *ctx, const cmap_t *m)
+{
+	for (size_t i = ctx ? slot_of(ctx, m->id) : 0; ctx && ctx->ents[i].id;
+	     i = (i + 1) & (ctx->cap - 1))
+		if (ctx->ents[i].id == m->id &&
+		    ld_relaxed(&ctx->ents[i].map) == m)
+			return ctx->ents[i].rec;
+	return NULL;
+}
+
+bool cmap__inside(const cmap_t *m)
+{
+	rec_t *r = find_rec(my_ctx(), m);
+	return r && r->nest;
+}
+
 rec_t *cmap__join(cmap_t *m)
 {
-	rec_t *r = NULL;
-	struct tctx *ctx = my_ctx();
 	/* Fast path: a map this thread joined before (the cache holds only
-	 * the last one).  Relaxed: only cmap_free, which the caller ordered
-	 * before any later use of a map at this address, clears entries. */
-	for (size_t i = ctx ? slot_of(ctx, m->id) : 0; ctx && ctx->ents[i].id;
-	     i = (i + 1) & (ctx->cap - 1)) {
-		if (ctx->ents[i].id == m->id &&
-		    ld_relaxed(&ctx->ents[i].map) == m) {
-			r = ctx->ents[i].rec;
-			cmap__tl = (struct tlcache){m, m->id, r};
-			return r;
-		}
+	 * the last one). */
+	rec_t *r = find_rec(my_ctx(), m);
+	if (r) {
+		cmap__tl = (struct tlcache){m, m->id, r};
+		return r;
 	}
+	struct tctx *ctx;
 	cmap__global_init();
 	pthread_mutex_lock(&g_lock);
 	ctx = my_ctx();

@@ -331,6 +331,8 @@ typedef struct rec {
 } __attribute__((aligned(CACHELINE))) rec_t;
 
 rec_t *cmap__join(cmap_t *m);
+/* Is the calling thread inside an operation on m (a callback)? */
+bool cmap__inside(const cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);
 void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g);

@@ -913,7 +913,9 @@ static void free_tree(cmap_t *m, uintptr_t v)
 
 CMAP_API void cmap_free(cmap_t *m)
 {
-	if (!m)
+	/* From inside a callback on m the caller still uses it: refused
+	 * (cmap.h). */
+	if (!m || cmap__inside(m))
 		return;
 	/* Destructors may read the map: each subtree is detached before it
 	 * is freed, so they find its entries gone, never freed memory; and

@@ -315,8 +315,46 @@ static void test_longjmp(void)
 	CHECK_EQ(total, 32 * 3 + 32 * 2);
 }
 
+/* cmap_free of a map from inside one of its callbacks is refused (the
+ * caller is still inside an operation on it); the map stays usable and
+ * is freed normally afterwards.  Without the refusal ASan reports the
+ * callback's caller reading the freed map. */
+static int free_from_foreach(const void *k, size_t kl, const void *v, size_t vl,
+			     void *ctx)
+{
+	(void)k, (void)kl, (void)v, (void)vl;
+	cmap_free(ctx);
+	return 0;
+}
+
+static void free_from_get_with(const void *k, size_t kl, const void *v,
+			       size_t vl, void *ctx)
+{
+	(void)k, (void)kl, (void)v, (void)vl;
+	cmap_free(ctx);
+}
+
+static void test_free_inside(void)
+{
+	cmap_config_t c = CMAP_CONFIG_INIT;
+	c.key_size = 8;
+	c.val_size = 8;
+	cmap_t *m = NULL;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	for (uint64_t i = 0; i < 100; i++)
+		CHECK_EQ(cmap_set(m, &i, 8, &i, 8, NULL, NULL), CMAP_OK);
+	uint64_t k = 7, out = 0;
+	CHECK_EQ(cmap_get_with(m, &k, 8, free_from_get_with, m), CMAP_OK);
+	CHECK_EQ(cmap_foreach(m, free_from_foreach, m), 100);
+	CHECK_EQ(cmap_get(m, &k, 8, &out, NULL), CMAP_OK);
+	CHECK_EQ(out, 7);
+	CHECK_EQ(cmap_validate(m, NULL), CMAP_OK);
+	cmap_free(m);
+}
+
 int main(void)
 {
+	test_free_inside();
 	test_free_reads(CMAP_NO_POOL);
 	test_free_reads(0);
 	test_longjmp();
