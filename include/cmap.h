@@ -464,8 +464,11 @@ size_t cmap_len(const cmap_t *map);
  * Returns CMAP_OK, or CMAP_ENOMEM/CMAP_EINVAL (then nothing was deferred). */
 int cmap_defer_free(cmap_t *map, void *ptr, void (*fn)(void *ptr));
 
-/* Try to end a grace period now and free the calling thread's expired
- * garbage.  Returns the number of objects this thread still has pending. */
+/* Try to end a grace period now and free expired garbage: the calling
+ * thread's, then that of threads that exited, at most 16384 objects per
+ * call (a backlog after a long stall takes several calls; no call, and no
+ * other operation, frees it all at once).  Returns the number of objects
+ * this thread still has pending. */
 size_t cmap_collect(cmap_t *map);
 
 /* Leave every map the calling thread has joined (also done automatically

@@ -70,12 +70,16 @@
 /* Retirements between reclamation attempts.  Each attempt costs one
  * membarrier, which interrupts every CPU running one of our threads: about
  * 1 us alone, but 40+ us on the 2-vCPU VM we measure on (IPIs are VM
- * exits), so attempts must be rare.  Blocks are reclaimed cold; free_bag
+ * exits), so attempts must be rare.  Blocks are reclaimed cold; free_some
  * prefetches them. */
 #define COLLECT_EVERY 4096
 /* Bags start small (a thread that writes a map once needs room for two
  * retirements) and double as needed. */
 #define BAG_MIN 2
+/* Expired items one collect frees at most: four rounds' worth, so a
+ * backlog (after a stall) drains over several collects, each short, while
+ * the normal flow (a round per collect) is always freed in full. */
+#define FREE_BUDGET (4 * COLLECT_EVERY)
 
 _Atomic(unsigned) cmap__rdmode = RD_FENCED;
 
@@ -393,9 +397,10 @@ static void release_records(struct tctx *ctx, bool abandoned)
 		if (!ld_relaxed(&ctx->ents[i].map))
 			continue;
 		for (int j = 0; abandoned && j < NBAGS; j++) {
+			bag_t *b = &r->bags[j];
 			st_relaxed(&r->pending,
-				   ld_relaxed(&r->pending) - r->bags[j].n);
-			r->bags[j].n = 0;
+				   ld_relaxed(&r->pending) - (b->n - b->base));
+			b->n = b->old = b->base = 0;
 		}
 		/* The record keeps its garbage and pool; the next owner
 		 * inherits both.  A thread that left a callback abnormally
@@ -455,7 +460,8 @@ static void fork_child(void)
 			if (r->owner == &g_reaper) {
 				/* Its reaper vanished mid-way: as below. */
 				for (int j = 0; j < NBAGS; j++)
-					r->bags[j].n = 0;
+					r->bags[j].n = r->bags[j].old =
+					    r->bags[j].base = 0;
 				st_relaxed(&r->pending, 0);
 				r->owner = NULL;
 			} else if (r->owner && r->owner != my_ctx()) {
@@ -518,50 +524,72 @@ int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k)
 		bag_t *b = &r->bags[i];
 		if (b->cap - b->n >= k)
 			continue;
+		/* Room freed at the front (base) is taken back first; the
+		 * array doubles only if that is not enough. */
+		size_t live = b->n - b->base;
 		size_t cap = b->cap ? b->cap : BAG_MIN;
-		while (cap - b->n < k)
+		while (cap - live < k)
 			cap *= 2;
-		gitem_t *it = sys_alloc(m, cap * sizeof *it, 16);
-		if (!it)
-			return CMAP_ENOMEM;
-		if (b->n)
-			memcpy(it, b->items, b->n * sizeof *it);
-		/* The bag points at the new array before the old one is freed
-		 * (a fork in between must not leave it dangling). */
-		gitem_t *old = b->items;
-		size_t old_cap = b->cap;
-		b->items = it;
-		b->cap = cap;
-		sys_free(m, old, old_cap * sizeof *it);
+		if (cap == b->cap) {
+			memmove(b->items, b->items + b->base,
+				live * sizeof *b->items);
+		} else {
+			gitem_t *it = sys_alloc(m, cap * sizeof *it, 16);
+			if (!it)
+				return CMAP_ENOMEM;
+			if (live)
+				memcpy(it, b->items + b->base,
+				       live * sizeof *it);
+			/* The bag points at the new array before the old
+			 * one is freed (a fork in between must not leave it
+			 * dangling). */
+			gitem_t *old = b->items;
+			size_t old_cap = b->cap;
+			b->items = it;
+			b->cap = cap;
+			sys_free(m, old, old_cap * sizeof *it);
+		}
+		b->old -= b->base;
+		b->n = live;
+		b->base = 0;
 	}
 	return CMAP_OK;
 }
 
-static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
+/*
+ * Free up to budget of b's expired items, oldest first; returns how many.
+ * Items may run user destructors; they must not retire into this bag
+ * (write operations refuse to run while in_reclaim is set).  base moves
+ * past each item before it runs, so a destructor that never returns
+ * (longjmp, thread exit) leaves no item to be freed twice.
+ */
+static size_t free_some(cmap_t *m, rec_t *r, bag_t *b, size_t budget)
 {
-	size_t n = b->n;
-	/* Items may run user destructors; they must not retire into this bag
-	 * (write operations refuse to run while in_reclaim is set).  b->n
-	 * drops before each item runs, so a destructor that never returns
-	 * (longjmp, thread exit) leaves no item to be freed twice. */
+	size_t k = 0;
 	r->in_reclaim++;
-	for (size_t i = n; i-- > 0;) {
-		if (i >= 8)
-			__builtin_prefetch(b->items[i - 8].p, 1);
-		b->n = i;
+	for (; b->base < b->old && k < budget; k++) {
+		size_t i = b->base;
+		if (i + 8 < b->old)
+			__builtin_prefetch(b->items[i + 8].p, 1);
+		b->base = i + 1;
 		cmap__reclaim_item(m, r, &b->items[i]);
 	}
 	r->in_reclaim--;
-	st_relaxed(&r->pending, ld_relaxed(&r->pending) - n);
+	if (b->base == b->n)
+		b->base = b->old = b->n = 0;
+	st_relaxed(&r->pending, ld_relaxed(&r->pending) - k);
+	return k;
 }
 
 /* The retire slow path: bag b is to take epoch g's items but holds those
  * of epoch g - NBAGS or older (tags only grow, by coherence), whose grace
- * period is over: free them first. */
+ * period is over.  They join the expired part, freed by later collects:
+ * nothing is freed inside the operation. */
 void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g)
 {
-	if (b->n)
-		free_bag(m, r, b);
+	(void)m;
+	(void)r;
+	b->old = b->n;
 	b->epoch = g;
 }
 
@@ -607,17 +635,21 @@ static void shrink_bag(cmap_t *m, bag_t *b)
 	sys_free(m, old, old_cap * sizeof *it);
 }
 
-/* Free r's bags whose grace period is over at epoch g. */
-static void free_expired(cmap_t *m, rec_t *r, uint64_t g)
+/* Free up to budget of r's garbage whose grace period is over at epoch
+ * g; returns how many items were freed. */
+static size_t free_expired(cmap_t *m, rec_t *r, uint64_t g, size_t budget)
 {
-	for (int i = 0; i < NBAGS; i++) {
+	size_t k = 0;
+	for (int i = 0; i < NBAGS && k < budget; i++) {
 		bag_t *b = &r->bags[i];
-		if (b->n && b->epoch + GRACE <= g) {
-			free_bag(m, r, b);
-			if (b->cap > BAG_SHRINK && !b->n)
-				shrink_bag(m, b);
-		}
+		if (b->n && b->epoch + GRACE <= g)
+			b->old = b->n;
+		if (b->base < b->old)
+			k += free_some(m, r, b, budget - k);
+		if (b->cap > BAG_SHRINK && !b->n)
+			shrink_bag(m, b);
 	}
+	return k;
 }
 
 /*
@@ -628,9 +660,10 @@ static void free_expired(cmap_t *m, rec_t *r, uint64_t g)
  * may call the map.  self->in_reclaim refuses writes from those destructors
  * as for the reaper's own garbage.
  */
-static void reap_released(cmap_t *m, rec_t *self, uint64_t g)
+static size_t reap_released(cmap_t *m, rec_t *self, uint64_t g, size_t budget)
 {
-	for (rec_t *x = first_rec(m); x; x = x->next) {
+	size_t k = 0;
+	for (rec_t *x = first_rec(m); x && k < budget; x = x->next) {
 		/* Relaxed: a hint; ownership is decided under the lock. */
 		if (x == self || !ld_relaxed(&x->pending))
 			continue;
@@ -644,24 +677,25 @@ static void reap_released(cmap_t *m, rec_t *self, uint64_t g)
 		if (!mine)
 			continue;
 		self->in_reclaim++;
-		free_expired(m, x, g);
+		k += free_expired(m, x, g, budget - k);
 		self->in_reclaim--;
 		pthread_mutex_lock(&g_lock);
 		x->owner = NULL;
 		pthread_mutex_unlock(&g_lock);
 	}
+	return k;
 }
 
-/* Outside any operation: advance if possible, free what has expired, ours
- * and that of exited threads. */
+/* Outside any operation: advance if possible, free up to FREE_BUDGET
+ * expired items, ours first, then those of exited threads. */
 static void collect(cmap_t *m, rec_t *r)
 {
 	if (r->in_reclaim || r->nest)
 		return;
 	r->since_collect = 0;
 	uint64_t g = try_advance(m);
-	free_expired(m, r, g);
-	reap_released(m, r, g);
+	size_t k = free_expired(m, r, g, FREE_BUDGET);
+	reap_released(m, r, g, FREE_BUDGET - k);
 }
 
 void cmap__maybe_collect(cmap_t *m, rec_t *r)
@@ -754,7 +788,9 @@ void cmap__epoch_free_all(cmap_t *m)
 		for (rec_t *x = first_rec(m); x; x = x->next)
 			for (int i = 0; i < NBAGS; i++)
 				if (x->bags[i].n) {
-					free_bag(m, x, &x->bags[i]);
+					bag_t *b = &x->bags[i];
+					b->old = b->n;
+					free_some(m, x, b, SIZE_MAX);
 					again = true;
 				}
 	}

@@ -268,9 +268,15 @@ typedef struct gitem {
 	uintptr_t aux;
 } gitem_t;
 
+/*
+ * items[0, base) are freed already, items[base, old) have expired (their
+ * tags are older than epoch), items[old, n) were retired with tag epoch.
+ * Expired items are freed a budget at a time (epoch.c, free_some), so a
+ * backlog is never freed inside one operation.
+ */
 typedef struct bag {
 	uint64_t epoch; /* global epoch read when its items were retired */
-	size_t n, cap;
+	size_t base, old, n, cap;
 	gitem_t *items;
 } bag_t;
 

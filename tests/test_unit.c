@@ -306,6 +306,47 @@ static void test_bag_shrink(void)
 	cmap_free(m);
 }
 
+/* A backlog (garbage held back by a parked reader) is freed a budget at a
+ * time: no collect, and no operation, frees it all at once.  Writes after
+ * the reader leaves free it over several collects; each frees at most
+ * 4 x 4096 items (epoch.c, FREE_BUDGET). */
+static void test_backlog_incremental(void)
+{
+	cmap_t *m = new_u32map(0);
+	struct parked pk = {m, 0};
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, park, &pk), 0);
+	while (atomic_load(&pk.stage) != 1)
+		;
+	uint32_t k = 0;
+	uint64_t v = 0;
+	enum { N = 100000 };
+	for (int i = 0; i < N; i++) /* one retirement each */
+		CHECK(cmap_set(m, &k, 4, &v, 8, NULL, NULL) >= 0);
+	cmap_gc_stats_t st = {.size = sizeof st};
+	CHECK_EQ(cmap_reclaim_stats(m, &st), CMAP_OK);
+	CHECK(st.pending >= N - 1);
+	atomic_store(&pk.stage, 2);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	size_t prev = st.pending, drops = 0, most = 0;
+	for (int i = 0; i < 4 * N && prev > 0; i++) {
+		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_REPLACED);
+		CHECK_EQ(cmap_reclaim_stats(m, &st), CMAP_OK);
+		if (st.pending < prev) {
+			drops++;
+			most =
+			    prev - st.pending > most ? prev - st.pending : most;
+		}
+		prev = st.pending;
+	}
+	CHECK(most <= 4 * 4096);
+	CHECK(drops >= N / (4 * 4096));
+	for (int i = 0; i < 100 && cmap_collect(m); i++)
+		;
+	CHECK_EQ(cmap_collect(m), 0);
+	cmap_free(m);
+}
+
 /* Node operations seen through the shape: a bucket splits at BMAX + 1
  * entries, and removes contract it back. */
 static void test_split_and_contract(void)
@@ -414,6 +455,7 @@ int main(void)
 	test_reap();
 	test_reclaim_stats();
 	test_bag_shrink();
+	test_backlog_incremental();
 	test_split_and_contract();
 	test_collisions();
 	test_batch();
