@@ -427,10 +427,19 @@ static void thread_leave_all(struct tctx *ctx)
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&g_lock);
+	for (cmap_t *m = g_maps; m; m = m->reg_next)
+		cmap__pool_lock(m); /* pool.c's page pools */
+}
+
+static void pools_unlock(void)
+{
+	for (cmap_t *m = g_maps; m; m = m->reg_next)
+		cmap__pool_unlock(m);
 }
 
 static void fork_parent(void)
 {
+	pools_unlock();
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -448,6 +457,7 @@ static void fork_child(void)
 				release_records(r->owner, true);
 			}
 		}
+	pools_unlock();
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -539,6 +549,7 @@ static void free_bag(cmap_t *m, rec_t *r, bag_t *b)
 	}
 	r->in_reclaim--;
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) - n);
+	cmap__pool_flush(m, r); /* remote frees go to their pages */
 }
 
 /* The retire slow path: bag b is to take epoch g's items but holds those
