@@ -98,6 +98,28 @@ fuzz-check: fuzz-build
 		>build/fuzz/check.log 2>&1 || { tail -n 60 build/fuzz/check.log; exit 1; }
 	@grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss)' build/fuzz/check.log
 
+# Soak test (tests/soak/soak.c): `make soak MINUTES=N` runs 16 threads of
+# random operations on five maps for N minutes, with thread churn, a
+# quiescent check every 5 s and RSS required to stay flat (SOAK_ARGS adds
+# options: --threads, --seed, --verbose...; `build/soak/soak --help`).  A
+# Release build in build/soak; SAN=thread or SAN=address builds it with
+# TSan or ASan+UBSan (clang) in build/soak-thread or build/soak-address
+# (the RSS rule is then off).  Run it under `nice -n 19` on a shared box.
+MINUTES ?= 10
+SAN ?=
+SOAK_ARGS ?=
+SOAK_DIR = build/soak$(if $(SAN),-$(SAN))
+SOAK_CMAKE = $(if $(filter thread,$(SAN)),-DCMAKE_C_COMPILER=$(CC_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAP_SANITIZE=thread,$(if $(filter address,$(SAN)),-DCMAKE_C_COMPILER=$(CC_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAP_SANITIZE=address$(,)undefined,-DCMAKE_C_COMPILER=$(CC_RELEASE) -DCMAKE_BUILD_TYPE=Release))
+SOAK_ENV = $(if $(filter thread,$(SAN)),TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(shell command -v setarch >/dev/null 2>&1 && echo "setarch $$(uname -m) -R"),$(if $(filter address,$(SAN)),ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1))
+.PHONY: soak
+soak:
+	@case "$(SAN)" in ""|thread|address) ;; *) echo "SAN must be thread or address"; exit 2;; esac
+	@$(DEPS) $(if $(SAN),test,bench)
+	@mkdir -p $(SOAK_DIR)
+	$(CMAKE) -S . -B $(SOAK_DIR) $(SOAK_CMAKE) >/dev/null
+	$(CMAKE) --build $(SOAK_DIR) -j$(JOBS) --target soak
+	$(SOAK_ENV) ./$(SOAK_DIR)/soak --minutes $(MINUTES) $(SOAK_ARGS)
+
 # The library (runtime and development files, man pages) into PREFIX, under
 # DESTDIR if set; cmap-perf is not part of it (`cmake --install build/release
 # --component bench` installs it).  uninstall removes what the last install
@@ -135,6 +157,7 @@ clean:
 
 SOURCES = $(wildcard src/*.c src/*.h include/*.h tests/*.c tests/*.h bench/*.c examples/*.c tests/consumer/*.c)
 SOURCES += $(wildcard tests/fuzz/*.c)
+SOURCES += $(wildcard tests/soak/*.c)
 format:
 	@$(DEPS) format
 	clang-format -i $(SOURCES)

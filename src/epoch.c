@@ -446,10 +446,19 @@ static void thread_leave_all(struct tctx *ctx)
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&g_lock);
+	for (cmap_t *m = g_maps; m; m = m->reg_next)
+		cmap__pool_lock(m); /* pool.c's page pools */
+}
+
+static void pools_unlock(void)
+{
+	for (cmap_t *m = g_maps; m; m = m->reg_next)
+		cmap__pool_unlock(m);
 }
 
 static void fork_parent(void)
 {
+	pools_unlock();
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -468,6 +477,7 @@ static void fork_child(void)
 				release_records(r->owner, true);
 			}
 		}
+	pools_unlock();
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -578,6 +588,7 @@ static size_t free_some(cmap_t *m, rec_t *r, bag_t *b, size_t budget)
 	if (b->base == b->n)
 		b->base = b->old = b->n = 0;
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) - k);
+	cmap__pool_flush(m, r); /* remote frees go to their pages */
 	return k;
 }
 

@@ -170,32 +170,71 @@ static inline size_t align16(size_t n)
 #define POOL_GRAN   16
 #define POOL_NCLASS 128
 #define POOL_MAX    (POOL_GRAN * POOL_NCLASS)
-/* A thread's list of one class longer than this spills to the depot. */
-#define POOL_LOCAL_MAX 1024
+/* Pages hold blocks of one class; aligned, so a block's page header is
+ * found by masking its address (pool.c, header comment). */
+#define POOL_PAGE ((size_t)32 << 10)
+/* Bytes of the map's nursery (blocks of threads without a pool). */
+#define POOL_NURSERY 1024
 
+/* Page states (pool_page_t.state); see pool.c. */
+enum { PG_CURRENT = 1, PG_PARTIAL = 2, PG_FULL = 3, PG_EMPTY = 4 };
+
+struct pool_chunk;
+struct pool_local;
+
+/* The header at the start of every page in use.  Written only by the
+ * owner (the pool of one thread record); other threads read only owner,
+ * and only while they hold a block of the page. */
+typedef struct pool_page {
+	void *free; /* free blocks; while PG_CURRENT they are in the owner's
+		       free[cls] instead */
+	struct pool_local *owner;
+	struct pool_chunk *chunk;
+	struct pool_page *next, *prev; /* owner's partial[cls] or empty list */
+	uint32_t nfree;		       /* blocks on free */
+	uint32_t cap;		       /* blocks the page holds */
+	uint32_t ncarved;	       /* blocks carved so far */
+	uint16_t cls;
+	uint8_t state;
+} pool_page_t;
+
+/* One thread record's pool (made on demand; only its record's owner uses
+ * it, except inbox). */
 typedef struct pool_local {
-	void *free[POOL_NCLASS];
-	uint32_t nfree[POOL_NCLASS];
-	char *bump, *bump_end;
-	size_t chunk_size; /* size of the next chunk to carve */
+	void *free[POOL_NCLASS];	   /* free blocks of cur[c] */
+	pool_page_t *cur[POOL_NCLASS];	   /* the page allocations carve */
+	pool_page_t *partial[POOL_NCLASS]; /* pages with free blocks */
+	pool_page_t *empty;		   /* wholly free pages kept */
+	unsigned nempty;
+	unsigned nrbuf;
+	void *rbuf; /* freed blocks of other pools' pages, not yet sent */
+	/* Blocks of our pages freed by other threads (a stack, link0). */
+	_Alignas(CACHELINE) _Atomic(void *) inbox;
 } pool_local_t;
 
-struct nursery;
 typedef struct pool_shared {
-	/* Lock-free stacks: chunks (for cmap_free) and per-class depots of
-	 * free-block batches that balance memory between threads. */
-	_Atomic(void *) chunks;
-	_Atomic(void *) depot[POOL_NCLASS];
-	_Atomic(size_t) reserved; /* bytes obtained from the hooks */
-	/* The chunk that threads without a pool of their own carve (pool.c,
-	 * COLD_ALLOCS). */
-	_Atomic(struct nursery *) nursery;
+	/* The map's page pool: a spinlock held for O(1) work (and madvise)
+	 * around the fields up to reserved, never across a hook call. */
+	_Atomic(unsigned) lock;
+	bool decommit; /* free pages may be madvised (the default hooks) */
+	struct pool_chunk *chunks; /* every chunk */
+	struct pool_chunk *avail;  /* chunks with free pages */
+	size_t chunk_size;	   /* of the next chunk */
+	size_t nfree_pages;	   /* pages of avail's chunks not in use */
+	size_t ncommitted;	   /* of those, not madvised */
+	_Atomic(size_t) reserved;  /* bytes obtained from the hooks */
+	/* The nursery (pool.c, COLD_ALLOCS): carved with an atomic add. */
+	_Atomic(size_t) nursery_used;
+	_Alignas(16) unsigned char nursery[POOL_NURSERY];
 } pool_shared_t;
 
 struct rec;
 void *cmap__alloc_slow(cmap_t *m, struct rec *r, size_t size);
 void cmap__dealloc_slow(cmap_t *m, struct rec *r, void *p, size_t size);
+void cmap__pool_flush(cmap_t *m, struct rec *r);
 void cmap__pool_release_all(cmap_t *m);
+void cmap__pool_lock(cmap_t *m);
+void cmap__pool_unlock(cmap_t *m);
 
 static inline unsigned pool_cls(size_t size)
 {
@@ -205,48 +244,9 @@ static inline size_t pool_cls_size(unsigned c)
 {
 	return (size_t)(c + 1) * POOL_GRAN;
 }
-
-/* The allocation fast path (inline: a set allocates once or twice): pop
- * the thread's own free list of the size class; everything else (hooks,
- * depot, carving a chunk) is in pool.c. */
-static inline void *pool_alloc(cmap_t *m, pool_local_t *pl, struct rec *r,
-			       size_t size, bool pooled)
+static inline pool_page_t *pool_page_of(const void *p)
 {
-	if (pooled && pl && size <= POOL_MAX) {
-		unsigned c = pool_cls(size);
-		void *p = pl->free[c];
-		if (p) {
-			pl->free[c] = *(void **)p;
-			pl->nfree[c]--;
-			/* The next pop reads the new head's link: fetch it
-			 * now, so the free list costs no dependent miss. */
-			if (pl->free[c])
-				__builtin_prefetch(pl->free[c], 1);
-			UNPOISON(p, pool_cls_size(c));
-			return p;
-		}
-	}
-	return cmap__alloc_slow(m, r, size);
-}
-
-/* The free fast path: push on the thread's own list unless it is long. */
-static inline void pool_dealloc(cmap_t *m, pool_local_t *pl, struct rec *r,
-				void *p, size_t size, bool pooled)
-{
-	if (p && pooled && pl && size <= POOL_MAX) {
-		unsigned c = pool_cls(size);
-		if (pl->nfree[c] < POOL_LOCAL_MAX) {
-			/* Two link words stay unpoisoned (the depot uses the
-			 * second). */
-			*(void **)p = pl->free[c];
-			POISON((char *)p + 2 * sizeof(void *),
-			       pool_cls_size(c) - 2 * sizeof(void *));
-			pl->free[c] = p;
-			pl->nfree[c]++;
-			return;
-		}
-	}
-	cmap__dealloc_slow(m, r, p, size);
+	return (pool_page_t *)((uintptr_t)p & ~(uintptr_t)(POOL_PAGE - 1));
 }
 
 /* ==== epoch.c: threads and reclamation ================================== */
@@ -389,6 +389,64 @@ struct cmap {
 	pool_shared_t pool;
 	cmap_config_t cfg;
 };
+
+/* ==== pool.c: the inline fast paths (they read the map's nursery) ==== */
+
+/* The allocation fast path (inline: a set allocates once or twice): pop
+ * the free list of the thread's current page of the size class;
+ * everything else (pages, chunks, hooks) is in pool.c. */
+static inline void *pool_alloc(cmap_t *m, pool_local_t *pl, struct rec *r,
+			       size_t size, bool pooled)
+{
+	if (pooled && pl && size <= POOL_MAX) {
+		unsigned c = pool_cls(size);
+		void *p = pl->free[c];
+		if (p) {
+			pl->free[c] = *(void **)p;
+			/* The next pop reads the new head's link: fetch it
+			 * now, so the free list costs no dependent miss. */
+			if (pl->free[c])
+				__builtin_prefetch(pl->free[c], 1);
+			UNPOISON(p, pool_cls_size(c));
+			return p;
+		}
+	}
+	return cmap__alloc_slow(m, r, size);
+}
+
+/* The free fast path: a block of one of the thread's own pages goes back
+ * to it, unless that empties the page or the page was full.  Blocks of
+ * other threads' pages and of the nursery take the slow path. */
+static inline void pool_dealloc(cmap_t *m, pool_local_t *pl, struct rec *r,
+				void *p, size_t size, bool pooled)
+{
+	if (p && pooled && pl && size <= POOL_MAX &&
+	    (uintptr_t)p - (uintptr_t)m->pool.nursery >= POOL_NURSERY) {
+		pool_page_t *pg = pool_page_of(p);
+		if (pg->owner == pl) {
+			unsigned c = pool_cls(size);
+			void **head;
+			if (pg->state == PG_CURRENT)
+				head = &pl->free[c];
+			else if (pg->state == PG_PARTIAL &&
+				 pg->nfree + 1 < pg->cap) {
+				head = &pg->free;
+				pg->nfree++;
+			} else {
+				goto slow;
+			}
+			/* Two link words stay unpoisoned (remote frees'
+			 * chains use the first). */
+			*(void **)p = *head;
+			POISON((char *)p + 2 * sizeof(void *),
+			       pool_cls_size(c) - 2 * sizeof(void *));
+			*head = p;
+			return;
+		}
+	}
+slow:
+	cmap__dealloc_slow(m, r, p, size);
+}
 
 /* Node memory for thread record r (NULL: no record, e.g. in cmap_new or
  * cmap_free, which go to the hooks or release chunks wholesale). */

@@ -855,6 +855,7 @@ CMAP_API int cmap_new(cmap_t **out, const cmap_config_t *cfg)
 		return CMAP_ENOMEM;
 	memset(m, 0, sizeof *m);
 	m->cfg = c;
+	m->pool.decommit = !cfg->alloc; /* pool.c: madvise is ours */
 	m->root = c.alloc(c.alloc_ctx, sizeof(inner_t), CACHELINE);
 	if (!m->root) {
 		c.free(c.alloc_ctx, m, sizeof *m);

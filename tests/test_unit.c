@@ -55,14 +55,24 @@ static void test_pool(void)
 	cmap_t *m = new_u32map(0);
 	rec_t *r = cmap__enter(m);
 	CHECK(r != NULL);
+	/* The first blocks come from the map's nursery, inside the map;
+	 * freed, they are not reused. */
+	void *n0 = cmap__alloc(m, r, 40);
+	CHECK((char *)n0 >= (char *)m && (char *)n0 < (char *)(m + 1));
+	CHECK(r->pool == NULL);
+	cmap__dealloc(m, r, n0, 40);
+	CHECK(cmap__alloc(m, r, 40) != n0);
+	r->cold = 1000; /* as if it had taken its share: a pool now */
 	/* Blocks of every class are distinct, aligned and writable; freed
-	 * blocks are reused (LIFO) before the chunk is carved further. */
+	 * blocks are reused (LIFO) before the page is carved further. */
 	void *p[POOL_NCLASS];
 	for (unsigned c = 0; c < POOL_NCLASS; c++) {
 		size_t sz = (c + 1) * POOL_GRAN;
 		p[c] = cmap__alloc(m, r, sz);
 		CHECK(p[c] != NULL);
 		CHECK_EQ((uintptr_t)p[c] % 16, 0);
+		CHECK(pool_page_of(p[c])->owner == r->pool);
+		CHECK_EQ(pool_page_of(p[c])->cls, c);
 		memset(p[c], 0xab, sz);
 	}
 	for (unsigned c = 0; c < POOL_NCLASS; c++)
@@ -73,8 +83,7 @@ static void test_pool(void)
 	void *q = cmap__alloc(m, r, 100); /* class of 112 bytes */
 	CHECK(q == p[6]);
 	cmap__dealloc(m, r, q, 100);
-	/* Spilling to the depot and taking back: allocate and free far more
-	 * than LOCAL_MAX blocks of one class; no block is handed out twice. */
+	/* Many pages of one class; no block is handed out twice. */
 	enum { NB = 5000 };
 	static void *many[NB];
 	for (int i = 0; i < NB; i++) {
@@ -82,23 +91,116 @@ static void test_pool(void)
 		CHECK(many[i] != NULL);
 		*(int *)many[i] = i;
 	}
+	for (int i = 0; i < NB; i++)
+		for (int j = i + 1; j < i + 64 && j < NB; j++)
+			CHECK(many[i] != many[j]);
+	/* Freeing them all empties their pages (but the current one): the
+	 * pages come back for another class (cross-class reuse). */
+	pool_page_t *pg0 = pool_page_of(many[0]);
+	CHECK(pg0 != r->pool->cur[2]);
 	for (int i = 0; i < NB; i++) {
 		CHECK_EQ(*(int *)many[i], i);
 		cmap__dealloc(m, r, many[i], 48);
 	}
-	CHECK(r->pool->nfree[2] <= 1024);
-	for (int i = 0; i < NB; i++)
-		many[i] = cmap__alloc(m, r, 48);
-	for (int i = 0; i < NB; i++)
-		for (int j = i + 1; j < i + 64 && j < NB; j++)
-			CHECK(many[i] != many[j]);
+	CHECK(r->pool->partial[2] == NULL);
+	CHECK(r->pool->nempty > 0);
+	void *big[NB / 8];
+	bool reused = false;
+	for (int i = 0; i < NB / 8; i++) {
+		big[i] = cmap__alloc(m, r, 384);
+		CHECK(big[i] != NULL);
+		reused |= pool_page_of(big[i]) == pg0;
+	}
+	CHECK(reused);
+	for (int i = 0; i < NB / 8; i++)
+		cmap__dealloc(m, r, big[i], 384);
 	/* Large objects bypass the pool. */
-	void *big = cmap__alloc(m, r, POOL_MAX + 1);
-	CHECK(big != NULL);
-	cmap__dealloc(m, r, big, POOL_MAX + 1);
+	void *huge = cmap__alloc(m, r, POOL_MAX + 1);
+	CHECK(huge != NULL);
+	cmap__dealloc(m, r, huge, POOL_MAX + 1);
 	cmap__leave(r);
 	CHECK(ld_relaxed(&m->pool.reserved) >= 64 * 1024);
 	cmap_free(m);
+}
+
+/* Remote frees: blocks of one record's pages freed by another record go
+ * through the freer's rbuf and the owner's inbox back to their page; once
+ * every block is back, the pages go to the map and whole chunks go back
+ * to the hooks. */
+static _Atomic(long) hook_bytes;
+static void *count_alloc(void *ctx, size_t size, size_t align)
+{
+	(void)ctx;
+	atomic_fetch_add(&hook_bytes, (long)size);
+	return aligned_alloc(align < 8 ? 8 : align,
+			     (size + align - 1) & ~(align - 1));
+}
+static void count_free_hook(void *ctx, void *p, size_t size)
+{
+	(void)ctx;
+	atomic_fetch_sub(&hook_bytes, (long)size);
+	free(p);
+}
+
+static void test_pool_remote(void)
+{
+	cmap_config_t c = {0};
+	c.key_size = 4;
+	c.val_size = 4;
+	c.alloc = count_alloc;
+	c.free = count_free_hook;
+	cmap_t *m;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	long base = atomic_load(&hook_bytes);
+	/* Two records of this thread: a and b (b is a second record made by
+	 * hand, as if another thread's). */
+	rec_t *a = cmap__enter(m);
+	CHECK(a != NULL);
+	rec_t b = {0};
+	a->cold = b.cold = 1000; /* skip the nursery */
+	enum { NB = 200000 };
+	void **blk = malloc(NB * sizeof *blk);
+	CHECK(blk != NULL);
+	for (int i = 0; i < NB; i++) {
+		blk[i] = cmap__alloc(m, a, 64 + 16 * (i % 8));
+		CHECK(blk[i] != NULL);
+	}
+	long grown = atomic_load(&hook_bytes) - base;
+	CHECK(grown >= NB * 64);
+	/* b frees them all: remote, queued, sent in batches. */
+	for (int i = 0; i < NB; i++)
+		cmap__dealloc(m, &b, blk[i], 64 + 16 * (i % 8));
+	CHECK(b.pool != NULL);
+	CHECK(pool_page_of(blk[0])->owner == a->pool);
+	CHECK(ld_relaxed(&a->pool->inbox) != NULL);
+	cmap__pool_flush(m, &b); /* sends the rest */
+	CHECK(b.pool->rbuf == NULL);
+	cmap__pool_flush(m, a); /* a takes them back */
+	CHECK(ld_relaxed(&a->pool->inbox) == NULL);
+	for (unsigned k = 0; k < POOL_NCLASS; k++)
+		CHECK(a->pool->partial[k] == NULL);
+	/* Only a few pages stay: current ones, the empty list, the map's
+	 * committed reserve; the rest went back with their chunks. */
+	long left = atomic_load(&hook_bytes) - base;
+	fprintf(stderr,
+		"test_pool_remote: %ld KiB from the hooks, %ld KiB left\n",
+		grown >> 10, left >> 10);
+	CHECK(left <= grown / 2);
+	CHECK(left <= (long)(8 * POOL_PAGE + 64 * POOL_PAGE + (4 << 20)));
+	/* And they are reusable by b, for another class. */
+	for (int i = 0; i < NB / 4; i++) {
+		blk[i] = cmap__alloc(m, &b, 1000);
+		CHECK(blk[i] != NULL);
+		memset(blk[i], 1, 1000);
+	}
+	for (int i = 0; i < NB / 4; i++)
+		cmap__dealloc(m, &b, blk[i], 1000);
+	cmap__leave(a);
+	free(blk);
+	/* b's pool is not in the map's record list: free it by hand. */
+	c.free(NULL, b.pool, sizeof *b.pool);
+	cmap_free(m);
+	CHECK_EQ(atomic_load(&hook_bytes), 0);
 }
 
 static atomic_int freed;
@@ -451,6 +553,7 @@ int main(void)
 {
 	test_indexing();
 	test_pool();
+	test_pool_remote();
 	test_epoch();
 	test_reap();
 	test_reclaim_stats();
