@@ -154,8 +154,23 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 	if (!r)
 		return CMAP_ENOMEM;
 	int rc = cmap__may_write(m, r);
-	if (rc == CMAP_OK && (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
+	bucket_t *b;
+	int i;
+	if (rc == CMAP_OK && u->kind == U_INSERT &&
+	    (i = lookup(m, u->h, u->key, u->klen, &b)) >= 0) {
+		/* An insert of a present key changes nothing: answered as a
+		 * lookup, linearized at its slot load (DESIGN.md), without
+		 * the write path's reservation and walk (get-or-insert and
+		 * dedup mostly end here). */
+		rc = CMAP_ERANGE;
+		if (fits(m, b, (uint32_t)i, u->out, u->out_len)) {
+			copy_out(m, b, (uint32_t)i, u->out, u->out_len);
+			rc = CMAP_EXISTS;
+		}
+	} else if (rc == CMAP_OK &&
+		   (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK) {
 		rc = cmap__update(m, r, u);
+	}
 	cmap__leave(r);
 	cmap__maybe_collect(m, r); /* outside the operation: see epoch.c */
 	return rc;
