@@ -370,7 +370,8 @@ static void usage(FILE *f)
 	    "                  keys of its own\n"
 	    "  --ops N         operations per thread per workload (default "
 	    "--loads)\n"
-	    "  --batch B       do gets B at a time with cmap_get_batch "
+	    "  --batch B       do gets, sets and removes B at a time with "
+	    "cmap_get_batch, cmap_set_batch and cmap_remove_batch "
 	    "(default 0: one by one)\n"
 	    "  --hasher H      cmap's hasher: identity | xxh3 | city | mix\n"
 	    "                  (default identity; peers always use mix, the\n"
@@ -672,9 +673,30 @@ static void mix_thread(struct worker *w)
 			hits += (uint64_t)op_get(k, &v);
 			acc ^= v;
 			g--;
+		} else if (x < g + st && O.batch > 1) {
+			/* So do sets and removes (cmap_set_batch,
+			 * cmap_remove_batch). */
+			unsigned b = st < O.batch ? (unsigned)st : O.batch;
+			keys[0] = O.contention ? 0 : k;
+			vals[0] = rnd(&s);
+			for (unsigned i = 1; i < b; i++) {
+				keys[i] = O.contention ? 0 : pick(rnd(&s), n);
+				vals[i] = rnd(&s);
+			}
+			long c = cmap_set_batch(M, keys, vals, b, NULL);
+			rc = c < 0 ? (int)c : 0;
+			st -= b;
 		} else if (x < g + st) {
 			rc = op_set(O.contention ? 0 : k, rnd(&s));
 			st--;
+		} else if (O.batch > 1) {
+			unsigned b = rm < O.batch ? (unsigned)rm : O.batch;
+			keys[0] = k;
+			for (unsigned i = 1; i < b; i++)
+				keys[i] = pick(rnd(&s), n);
+			long c = cmap_remove_batch(M, keys, b, NULL);
+			rc = c < 0 ? (int)c : 0;
+			rm -= b;
 		} else {
 			rc = op_remove(k);
 			rm--;

@@ -277,6 +277,25 @@ int cmap_get(cmap_t *map, const void *key, size_t klen, void *val,
 long cmap_get_batch(cmap_t *map, const void *keys, size_t n, void *vals,
 		    unsigned char *found);
 
+/* Set n keys at once in a fixed-size map (CMAP_EINVAL for a
+ * variable-length one): key i (keys + i * key_size) to value i (vals + i *
+ * val_size), as cmap_set would, in order (a key given twice ends with its
+ * last value).  results, if non-NULL, receives each key's status
+ * (CMAP_OK, CMAP_REPLACED, or CMAP_ENOMEM for a key that could not be
+ * stored; the others are still done).  Returns the number of keys stored,
+ * or a negative code when nothing could be done (CMAP_EINVAL: NULL map,
+ * keys or vals with n > 0, or a call from inside a compute function or a
+ * destructor; CMAP_ENOMEM).  The keys walk the trie in groups, with their
+ * cache misses overlapped as in cmap_get_batch; each set is linearizable
+ * on its own, the batch is not atomic.  Replaced values go to val_dtor. */
+long cmap_set_batch(cmap_t *map, const void *keys, const void *vals, size_t n,
+		    int *results);
+
+/* Remove n keys at once, as cmap_remove would (fixed-size maps).  results
+ * as in cmap_set_batch (CMAP_OK, CMAP_NOT_FOUND, CMAP_ENOMEM); returns the
+ * number of keys removed, or a negative code as cmap_set_batch. */
+long cmap_remove_batch(cmap_t *map, const void *keys, size_t n, int *results);
+
 /* Called by cmap_get_with with borrowed pointers, valid only until it
  * returns.  It may call any cmap function on this map or others (writes
  * included) except cmap_thread_exit; cmap_free of this map does nothing
