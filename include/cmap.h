@@ -291,6 +291,21 @@ long cmap_get_batch(cmap_t *map, const void *keys, size_t n, void *vals,
 long cmap_set_batch(cmap_t *map, const void *keys, const void *vals, size_t n,
 		    int *results);
 
+/* Insert n keys if absent, as cmap_insert would each (fixed-size maps):
+ * built for loading.  Wherever the keys' part of the trie is empty (an empty
+ * map, a region no key reached yet), the keys under an empty slot become one
+ * privately built subtree, published with one CAS; elsewhere they are
+ * inserted one by one.  A key given twice is inserted once (the first);
+ * later copies, and keys already present, get CMAP_EXISTS (the current value
+ * stays).  results as in cmap_set_batch (CMAP_OK, CMAP_EXISTS, CMAP_ENOMEM);
+ * returns the number inserted or a negative code (CMAP_EINVAL as
+ * cmap_set_batch, or n > UINT32_MAX; CMAP_ENOMEM: no scratch memory, 12 bytes
+ * per key plus 32 per key of the largest of 32 groups, nothing inserted).
+ * Each key's insert is linearizable; the keys of one subtree all appear at
+ * its CAS. */
+long cmap_insert_batch(cmap_t *map, const void *keys, const void *vals,
+		       size_t n, int *results);
+
 /* Remove n keys at once, as cmap_remove would (fixed-size maps).  results
  * as in cmap_set_batch (CMAP_OK, CMAP_NOT_FOUND, CMAP_ENOMEM); returns the
  * number of keys removed, or a negative code as cmap_set_batch. */

@@ -152,3 +152,78 @@ CMAP_API long cmap_remove_batch(cmap_t *m, const void *keys, size_t n,
 {
 	return write_batch(m, U_REMOVE, keys, NULL, n, results);
 }
+
+/*
+ * cmap_insert_batch: the keys are split by their root index first (a
+ * counting sort of indices, 12 bytes per key of scratch); each root slot's
+ * keys then go down together (cmap__bulk): an empty slot takes them all as
+ * one privately built subtree, so loading an empty map costs one CAS per
+ * root slot and no per-key walk, copy or retirement.
+ */
+CMAP_API long cmap_insert_batch(cmap_t *m, const void *keys, const void *vals,
+				size_t n, int *results)
+{
+	if (!m || (n && (!keys || !vals)) || m->var || n > UINT32_MAX)
+		return CMAP_EINVAL;
+	if (!n)
+		return 0;
+	const cmap_config_t *c = &m->cfg;
+	uint64_t *h = c->alloc(c->alloc_ctx, n * sizeof *h, 16);
+	uint32_t *idx = c->alloc(c->alloc_ctx, n * sizeof *idx, 16);
+	uint32_t cnt[FANOUT] = {0}, start[FANOUT + 1];
+	belem_t *e = NULL, *scratch = NULL;
+	long rc = CMAP_ENOMEM;
+	if (!h || !idx)
+		goto out;
+	const unsigned char *kp = keys;
+	for (size_t i = 0; i < n; i++) {
+		h[i] = hash_of(m, kp + i * m->ks, m->ks);
+		cnt[hidx(h[i], 0)]++;
+	}
+	uint32_t most = 0;
+	start[0] = 0;
+	for (unsigned ix = 0; ix < FANOUT; ix++) {
+		start[ix + 1] = start[ix] + cnt[ix];
+		most = cnt[ix] > most ? cnt[ix] : most;
+		cnt[ix] = start[ix];
+	}
+	for (size_t i = 0; i < n; i++)
+		idx[cnt[hidx(h[i], 0)]++] = (uint32_t)i;
+	e = c->alloc(c->alloc_ctx, most * sizeof *e, 16);
+	scratch = c->alloc(c->alloc_ctx, most * sizeof *e, 16);
+	if (!e || !scratch)
+		goto out;
+	bulk_t bk = {keys, vals, results, 0};
+	for (unsigned ix = 0; ix < FANOUT; ix++) {
+		uint32_t g = start[ix + 1] - start[ix];
+		if (!g)
+			continue;
+		for (uint32_t j = 0; j < g; j++) {
+			uint32_t i = idx[start[ix] + j];
+			e[j] = (belem_t){h[i], i, 0};
+		}
+		rec_t *r = cmap__enter(m);
+		if (!r) {
+			rc = bk.added ? bk.added : CMAP_ENOMEM;
+			goto out;
+		}
+		if ((rc = cmap__may_write(m, r)) != CMAP_OK) {
+			cmap__leave(r);
+			goto out;
+		}
+		cmap__bulk(m, r, &bk, m->root, 0, e, scratch, g);
+		cmap__leave(r);
+		cmap__maybe_collect(m, r); /* outside the operation */
+	}
+	rc = bk.added;
+out:
+	if (scratch)
+		c->free(c->alloc_ctx, scratch, most * sizeof *e);
+	if (e)
+		c->free(c->alloc_ctx, e, most * sizeof *e);
+	if (idx)
+		c->free(c->alloc_ctx, idx, n * sizeof *idx);
+	if (h)
+		c->free(c->alloc_ctx, h, n * sizeof *h);
+	return rc;
+}

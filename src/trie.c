@@ -932,3 +932,163 @@ CMAP_API void cmap_free(cmap_t *m)
 	m->cfg.free(m->cfg.alloc_ctx, m->root, sizeof(inner_t));
 	m->cfg.free(m->cfg.alloc_ctx, m, sizeof *m);
 }
+
+/* ---- bulk insertion (cmap_insert_batch) ---------------------------------
+ */
+
+/* Partition e[0, n) into to[0, n) by level-d index, stably (a counting
+ * sort): run ix is [start[ix], start[ix + 1]).  The recursion below then
+ * builds each run from `to`, with the run's old room in e as its own
+ * scratch, so nothing is copied back. */
+static void partition(const belem_t *e, belem_t *to, uint32_t n, unsigned d,
+		      uint32_t start[FANOUT + 1])
+{
+	uint32_t pos[FANOUT] = {0};
+	for (uint32_t i = 0; i < n; i++)
+		pos[hidx(e[i].h, d)]++;
+	start[0] = 0;
+	for (unsigned ix = 0; ix < FANOUT; ix++) {
+		start[ix + 1] = start[ix] + pos[ix];
+		pos[ix] = start[ix];
+	}
+	for (uint32_t i = 0; i < n; i++)
+		to[pos[hidx(e[i].h, d)]++] = e[i];
+}
+
+static const unsigned char *bkey_of(const cmap_t *m, const bulk_t *bk,
+				    uint32_t i)
+{
+	return bk->keys + (size_t)i * m->ks;
+}
+
+/*
+ * A subtree holding e[0, n), whose top sits at level d: as build(), with
+ * duplicate keys dropped at the leaves (the earliest input stays: the
+ * partition is stable) and every key's status entered in bk->res.  0 with
+ * *oom set when memory ran out.
+ */
+static uintptr_t bulk_build(cmap_t *m, rec_t *r, bulk_t *bk, belem_t *e,
+			    belem_t *tmp, uint32_t n, unsigned d, bool *oom)
+{
+	if (n <= BMAX || d > LAST_LEVEL) {
+		/* Marked, not removed: if the CAS is lost, every element
+		 * goes on to the fallback intact.  Only an element whose top
+		 * hash bits (which no level above used) were seen before is
+		 * compared with the earlier ones. */
+		uint32_t k = 0;
+		uint64_t seen = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t bit = (uint64_t)1 << (e[i].h >> 58);
+			e[i].dup = 0;
+			for (uint32_t j = 0; (seen & bit) && j < i && !e[i].dup;
+			     j++)
+				e[i].dup =
+				    !e[j].dup && e[j].h == e[i].h &&
+				    key_eq(m, bkey_of(m, bk, e[j].i),
+					   bkey_of(m, bk, e[i].i), m->ks);
+			seen |= bit;
+			if (bk->res)
+				bk->res[e[i].i] =
+				    e[i].dup ? CMAP_EXISTS : CMAP_OK;
+			k += !e[i].dup;
+		}
+		bucket_t *b = bucket_alloc(m, r, k);
+		if (!b) {
+			*oom = true;
+			return 0;
+		}
+		for (uint32_t i = 0, j = 0; i < n; i++) {
+			if (e[i].dup)
+				continue;
+			copy_item(bkey(m, b, j), bkey_of(m, bk, e[i].i), m->ks);
+			copy_item(bval(m, b, j),
+				  bk->vals + (size_t)e[i].i * m->vs, m->vs);
+			j++;
+		}
+		bk->added += k;
+		return tag_bucket(b);
+	}
+	inner_t *node = inner_alloc(m, r);
+	if (!node) {
+		*oom = true;
+		return 0;
+	}
+	uint32_t start[FANOUT + 1];
+	partition(e, tmp, n, d, start);
+	for (unsigned ix = 0; ix < FANOUT; ix++) {
+		uint32_t cnt = start[ix + 1] - start[ix];
+		if (!cnt)
+			continue;
+		uintptr_t c = bulk_build(m, r, bk, tmp + start[ix],
+					 e + start[ix], cnt, d + 1, oom);
+		st_relaxed(&node->slot[ix], c);
+		if (*oom) {
+			free_private(m, r, (uintptr_t)node);
+			return 0;
+		}
+	}
+	return (uintptr_t)node;
+}
+
+/* One insert, as cmap_insert: the fallback where no empty slot takes a
+ * whole subtree. */
+static void bulk_one(cmap_t *m, rec_t *r, bulk_t *bk, const belem_t *x)
+{
+	upd_t u = {.kind = U_INSERT,
+		   .h = x->h,
+		   .key = bkey_of(m, bk, x->i),
+		   .klen = m->ks,
+		   .val = bk->vals + (size_t)x->i * m->vs,
+		   .vlen = m->vs};
+	int rc = cmap__reserve(m, r, RESERVE_OP);
+	if (rc == CMAP_OK)
+		rc = cmap__update(m, r, &u);
+	if (bk->res)
+		bk->res[x->i] = rc;
+	bk->added += rc == CMAP_OK;
+}
+
+void cmap__bulk(cmap_t *m, rec_t *r, bulk_t *bk, inner_t *node, unsigned d,
+		belem_t *e, belem_t *tmp, uint32_t n)
+{
+	uint32_t start[FANOUT + 1];
+	partition(e, tmp, n, d, start);
+	for (unsigned ix = 0; ix < FANOUT; ix++) {
+		belem_t *run = tmp + start[ix], *room = e + start[ix];
+		uint32_t cnt = start[ix + 1] - start[ix];
+		if (!cnt)
+			continue;
+		_Atomic(uintptr_t) *sp = &node->slot[ix];
+		/* Acquire: pairs with the CAS that published the node. */
+		uintptr_t v = ld_acquire(sp);
+		bool published = false;
+		while (!v && !published) {
+			bool oom = false;
+			long added = bk->added;
+			uintptr_t nv =
+			    bulk_build(m, r, bk, run, room, cnt, d + 1, &oom);
+			if (oom) {
+				bk->added = added;
+				break; /* one by one: each may still fit */
+			}
+			/* seq_cst: every key of the subtree is inserted here
+			 * (their linearization point); as the CAS of an
+			 * update (see cmap__update). */
+			published = cas_seqcst(sp, &v, nv);
+			if (published) {
+				count_add(r, bk->added - added);
+			} else {
+				free_private(m, r, nv); /* filled meanwhile */
+				bk->added = added;
+			}
+		}
+		if (published)
+			continue;
+		if (v && !is_frozen(v) && !is_bucket(v) && d < LAST_LEVEL)
+			cmap__bulk(m, r, bk, as_inner(v), d + 1, run, room,
+				   cnt);
+		else
+			for (uint32_t i = 0; i < cnt; i++)
+				bulk_one(m, r, bk, &run[i]);
+	}
+}

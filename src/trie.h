@@ -248,6 +248,28 @@ int cmap__update(cmap_t *m, rec_t *r, upd_t *u);
  * node reserves its own on top, keeping these. */
 #define RESERVE_OP 2
 
+/* cmap_insert_batch's state: the caller's arrays, a key's hash and index
+ * per element, scratch room for partitioning, the count inserted. */
+typedef struct belem {
+	uint64_t h;
+	uint32_t i;   /* index in the caller's arrays */
+	uint32_t dup; /* a duplicate of an earlier key of the batch */
+} belem_t;
+
+typedef struct bulk {
+	const unsigned char *keys, *vals;
+	int *res;
+	long added;
+} bulk_t;
+
+/* Insert e[0, n), all of whose hashes lead to node (at level d), as
+ * cmap_insert would each: wherever a slot is empty, the keys under it
+ * become one privately built subtree published by one CAS; under a node
+ * they go down a level; elsewhere one by one.  tmp is scratch room for n
+ * elements.  Entered by the caller. */
+void cmap__bulk(cmap_t *m, rec_t *r, bulk_t *bk, inner_t *node, unsigned d,
+		belem_t *e, belem_t *tmp, uint32_t n);
+
 /* May r write m now?  Not from a destructor running inside reclamation
  * (it must not retire), nor one that cmap_free runs (the map is going), nor
  * from a compute function or retain predicate (the write could change the

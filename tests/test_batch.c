@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmap.h"
@@ -229,8 +230,130 @@ static void test_concurrent(cmap_hash_fn hash)
 	cmap_free(m);
 }
 
+/* cmap_insert_batch against a reference: into an empty map (whole
+ * subtrees), then into the live map (descents and one-by-one inserts);
+ * duplicates within a batch: the first is inserted, the rest EXISTS. */
+static void test_bulk_model(cmap_hash_fn hash, uint32_t n)
+{
+	cmap_t *m = new_map(hash);
+	uint32_t *keys = malloc(n * sizeof *keys);
+	uint64_t *vals = malloc(n * sizeof *vals);
+	int *res = malloc(n * sizeof *res);
+	uint64_t *ref = malloc(2 * n * sizeof *ref);
+	bool *has = calloc(2 * n, sizeof *has);
+	CHECK(keys && vals && res && ref && has);
+	uint64_t s = 9;
+	size_t len = 0;
+	for (int round = 0; round < 3; round++) {
+		long want = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			keys[i] = (uint32_t)(rng_next(&s) % (2 * n));
+			vals[i] = rng_next(&s);
+			res[i] = 99;
+		}
+		long got = cmap_insert_batch(m, keys, vals, n, res);
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t k = keys[i];
+			CHECK_EQ(res[i], has[k] ? CMAP_EXISTS : CMAP_OK);
+			if (!has[k]) {
+				has[k] = true;
+				ref[k] = vals[i];
+				want++;
+			}
+		}
+		CHECK_EQ(got, want);
+		len += (size_t)want;
+		CHECK_EQ(cmap_len(m), len);
+		CHECK_EQ(cmap_validate(m, NULL), CMAP_OK);
+		for (uint32_t k = 0; k < 2 * n; k++) {
+			uint64_t v = 0;
+			int rc = cmap_get(m, &k, 4, &v, NULL);
+			CHECK_EQ(rc, has[k] ? CMAP_OK : CMAP_NOT_FOUND);
+			if (has[k])
+				CHECK(v == ref[k]);
+		}
+	}
+	CHECK_EQ(cmap_insert_batch(m, keys, vals, 0, NULL), 0);
+	CHECK_EQ(cmap_insert_batch(NULL, keys, vals, 1, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_insert_batch(m, NULL, vals, 1, NULL), CMAP_EINVAL);
+	CHECK_EQ(cmap_insert_batch(m, keys, NULL, 1, NULL), CMAP_EINVAL);
+	cmap_free(m);
+	free(keys), free(vals), free(res), free(ref), free(has);
+}
+
+/* Threads bulk-insert overlapping key sets while others insert one by
+ * one: every key is inserted exactly once, and its value is the winner's. */
+enum { BT = 4, BKEYS = 20000 };
+struct bb {
+	cmap_t *m;
+	unsigned id;
+	long won;
+	uint32_t keys[BKEYS];
+	uint64_t vals[BKEYS];
+	int res[BKEYS];
+};
+
+static void *bulk_worker(void *arg)
+{
+	struct bb *w = arg;
+	uint64_t s = 1000 + w->id;
+	for (uint32_t i = 0; i < BKEYS; i++) {
+		w->keys[i] = (uint32_t)(rng_next(&s) % (2 * BKEYS));
+		w->vals[i] = (uint64_t)w->id << 32 | i;
+	}
+	if (w->id % 2 == 0) {
+		w->won =
+		    cmap_insert_batch(w->m, w->keys, w->vals, BKEYS, w->res);
+	} else {
+		for (uint32_t i = 0; i < BKEYS; i++) {
+			w->res[i] = cmap_insert(w->m, &w->keys[i], 4,
+						&w->vals[i], 8, NULL, NULL);
+			w->won += w->res[i] == CMAP_OK;
+		}
+	}
+	return NULL;
+}
+
+static void test_bulk_concurrent(void)
+{
+	cmap_t *m = new_map(NULL);
+	static struct bb w[BT];
+	pthread_t th[BT];
+	for (unsigned i = 0; i < BT; i++) {
+		w[i].m = m;
+		w[i].id = i;
+		w[i].won = 0;
+		CHECK_EQ(pthread_create(&th[i], NULL, bulk_worker, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < BT; i++)
+		CHECK_EQ(pthread_join(th[i], NULL), 0);
+	long won = 0;
+	for (unsigned i = 0; i < BT; i++) {
+		won += w[i].won;
+		for (uint32_t j = 0; j < BKEYS; j++) {
+			CHECK(w[i].res[j] == CMAP_OK ||
+			      w[i].res[j] == CMAP_EXISTS);
+			uint64_t v = 0;
+			CHECK_EQ(cmap_get(m, &w[i].keys[j], 4, &v, NULL),
+				 CMAP_OK);
+			/* The stored value is the one of an OK insert. */
+			struct bb *o = &w[v >> 32];
+			uint32_t oi = (uint32_t)v;
+			CHECK(v >> 32 < BT && oi < BKEYS);
+			CHECK_EQ(o->keys[oi], w[i].keys[j]);
+			CHECK_EQ(o->res[oi], CMAP_OK);
+		}
+	}
+	CHECK_EQ(cmap_len(m), won);
+	CHECK_EQ(cmap_validate(m, NULL), CMAP_OK);
+	cmap_free(m);
+}
+
 int main(void)
 {
+	test_bulk_model(NULL, (uint32_t)scaled(100000));
+	test_bulk_model(const_hash, 500);
+	test_bulk_concurrent();
 	test_args();
 	test_inside_compute();
 	test_model(NULL, scaled(20000));
