@@ -463,10 +463,12 @@ static inline void cmap_cursor_init(cmap_cursor_t *c)
 
 /* Visit up to max entries from c's position (more only when several keys
  * share one full 64-bit hash: they are visited together), advancing c.
- * Returns the number visited, 0 once the walk is done (c->done set; a call
- * after that does nothing), or CMAP_EINVAL (NULL map, cursor or fn, max 0)
- * or CMAP_ENOMEM.  If fn stops the walk, c resumes after the entry it
- * stopped at. */
+ * Returns the number visited; c->done is set by the call that walks past
+ * the last position (which may still return a count > 0), and a call after
+ * that returns 0 and does nothing.  Errors: CMAP_EINVAL (NULL map, cursor
+ * or fn, max 0), CMAP_ENOMEM.  If fn stops the walk, c resumes after the
+ * entry it stopped at; when that entry shares its full 64-bit hash with
+ * keys not yet shown, those are skipped (a position holds them all). */
 long cmap_cursor_next(cmap_t *map, cmap_cursor_t *c, size_t max,
 		      cmap_foreach_fn fn, void *ctx);
 
