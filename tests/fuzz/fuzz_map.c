@@ -66,6 +66,19 @@
  * serial, none or all, read the map and try writes (refused); cmap_clear.
  * Their removals are entered in the model as they happen, since
  * destructors may run before the call returns.
+ * Write batches (fixed-size maps; variable-length ones must refuse them
+ * with CMAP_EINVAL and change nothing): cmap_set_batch, cmap_remove_batch
+ * and cmap_insert_batch of up to 99 keys with duplicates and variants
+ * within a batch, checked as the single calls in input order (a replace
+ * keeps the stored key, the first copy of a key inserts and later ones get
+ * CMAP_EXISTS); every status and the count returned; a key with
+ * CMAP_ENOMEM changed nothing, and a call failing as a whole (joining,
+ * scratch) did nothing.  With results NULL, statuses are read back from
+ * the map when every key of the batch is a different entry, and failures
+ * are suspended otherwise.  Destructors that run inside a batch (it
+ * collects between groups) are matched once the model has the batch.  Bad
+ * arguments, and calls from destructors, compute functions and retain
+ * predicates (CMAP_EINVAL).
  *
  * A remove that succeeds although an allocation failed may have skipped its
  * contraction (allowed, see tests/test_oom.c): the harness then re-inserts
@@ -294,6 +307,20 @@ static struct {
 	long work;
 } S;
 
+/* A write batch leaves its operation between groups of keys and may
+ * collect there, so keys and values it retired can be destroyed before it
+ * returns, i.e. before the model knows they were retired: those destructor
+ * calls are noted here and matched once the model has the batch. */
+#define WB_MAX 100
+static struct {
+	bool on;
+	uint32_t s0; /* the batch's first serial */
+	unsigned nval;
+	uint32_t val[2 * WB_MAX];
+	long nkey;
+	uint32_t key[NSLOTS]; /* by kidx */
+} EB;
+
 static size_t klen_of(unsigned id)
 {
 	if (S.ks)
@@ -463,6 +490,26 @@ static int defer_token(void)
 	return rc;
 }
 
+/* The three write batches of one key must be refused (CMAP_EINVAL) where
+ * writes are (destructors, compute functions, retain predicates), or fail
+ * for memory (cmap_insert_batch allocates its scratch first). */
+static void batch_refused(const void *key, long f0)
+{
+	unsigned char kb[KBUF], vb[VBUF];
+	int res[2] = {PAT, PAT};
+	memset(kb, 0, sizeof kb);
+	memset(vb, 0xe0, sizeof vb);
+	if (S.ks)
+		memcpy(kb, key, S.ks);
+	long rc = cmap_set_batch(S.m, kb, vb, 1, res);
+	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
+	rc = cmap_remove_batch(S.m, kb, 1, res);
+	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
+	rc = cmap_insert_batch(S.m, kb, vb, 1, res);
+	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
+	CHECK(res[0] == PAT && res[1] == PAT);
+}
+
 /* What a destructor may do with the map: read it, defer, collect; its
  * writes are refused. */
 static void dtor_calls(const void *item, size_t len, bool is_key, bool live)
@@ -479,6 +526,7 @@ static void dtor_calls(const void *item, size_t len, bool is_key, bool live)
 	CHECK(rc == CMAP_EINVAL || (rc == CMAP_ENOMEM && A.failed != f0));
 	long n = cmap_clear(S.m);
 	CHECK(n == CMAP_EINVAL || (n == CMAP_ENOMEM && A.failed != f0));
+	batch_refused(is_key ? item : kb, f0);
 	if (is_key) {
 		size_t vl = VBUF;
 		rc = cmap_get(S.m, item, len, vb, &vl);
@@ -523,7 +571,12 @@ static void key_dtor(void *item, size_t len, void *ctx)
 		CHECK(item != S.vkey[d]); /* a callback is reading it */
 	unsigned k = kidx(id, v);
 	bool live = S.kretired[k] == 0;
-	if (!live) {
+	if (live && EB.on && !S.in_free) {
+		/* retired by the running write batch (matched after it) */
+		EB.key[k]++;
+		EB.nkey++;
+		live = false;
+	} else if (!live) {
 		S.kretired[k]--;
 		S.kretired_total--;
 	} else {
@@ -565,6 +618,18 @@ static void val_dtor(void *item, size_t len, void *ctx)
 			CHECK(s != S.vserial[d]); /* a callback is reading it */
 		if (S.sst[s] == V_RETIRED) {
 			S.vretired--;
+		} else if (EB.on && !S.in_free &&
+			   (S.sst[s] == V_LIVE ||
+			    (S.sst[s] == V_NONE && s >= EB.s0))) {
+			/* retired by the running write batch: matched after
+			 * it (and destroyed once) */
+			for (unsigned i = 0; i < EB.nval; i++)
+				CHECK(EB.val[i] != s);
+			CHECK(EB.nval < 2 * WB_MAX);
+			EB.val[EB.nval++] = s;
+			if (S.dcalls)
+				dtor_calls(item, len, false, false);
+			return;
 		} else {
 			/* never a value that is in the map (but in cmap_free),
 			 * was given back through old, or never stored */
@@ -973,6 +1038,238 @@ static void op_batch(unsigned f)
 	untouched(found, fnull ? 0 : n, sizeof found);
 }
 
+/* ---- write batches ----------------------------------------------------------
+ */
+
+enum { WB_SET, WB_REMOVE, WB_INSERT };
+
+static void model_drop(struct ent *e, unsigned id);
+static void model_put(struct ent *e, unsigned id, unsigned v, uint32_t s,
+		      size_t vl);
+
+/* What key i of a write batch should get, the batch applied as the single
+ * calls in input order; the model gets it if st (the status the call
+ * reported) says so.  Returns whether the key counts as done. */
+static bool wb_apply(unsigned kind, unsigned id, unsigned v, uint32_t s, int st,
+		     bool failed)
+{
+	struct ent *e = ent_of(id, v);
+	if (st == CMAP_ENOMEM) {
+		CHECK(failed); /* only when memory ran out; nothing changed */
+		if (kind != WB_REMOVE)
+			S.sst[s] = V_DEAD;
+		return false;
+	}
+	switch (kind) {
+	case WB_SET:
+		CHECK_EQ(st, e->present ? CMAP_REPLACED : CMAP_OK);
+		/* a replace keeps the stored key, the old value retires */
+		if (e->present)
+			val_leave(e->serial, false);
+		model_put(e, id, v, s, S.vs);
+		return true;
+	case WB_REMOVE:
+		CHECK_EQ(st, e->present ? CMAP_OK : CMAP_NOT_FOUND);
+		if (!e->present)
+			return false;
+		model_drop(e, id);
+		return true;
+	default:
+		CHECK_EQ(st, e->present ? CMAP_EXISTS : CMAP_OK);
+		if (e->present) {
+			S.sst[s] = V_DEAD;
+			return false;
+		}
+		model_put(e, id, v, s, S.vs);
+		return true;
+	}
+}
+
+/* The status key i must have had, read back from the map (results NULL,
+ * every key of the batch a different entry): a set or insert stored its
+ * value or failed, a remove removed the key or failed. */
+static int wb_derive(unsigned kind, unsigned id, unsigned v, uint32_t s)
+{
+	unsigned char kb[KBUF];
+	_Alignas(8) unsigned char vb[VBUF];
+	struct ent *e = ent_of(id, v);
+	key_bytes(id, v, kb);
+	A.suspend++;
+	int rc = cmap_get(S.m, kb, S.ks, vb, NULL);
+	A.suspend--;
+	CHECK(rc == CMAP_OK || rc == CMAP_NOT_FOUND);
+	uint32_t got = UINT32_MAX;
+	if (rc == CMAP_OK)
+		memcpy(&got, vb, 4);
+	switch (kind) {
+	case WB_SET:
+		return got == s ? e->present ? CMAP_REPLACED : CMAP_OK
+				: CMAP_ENOMEM;
+	case WB_REMOVE:
+		return !e->present	      ? CMAP_NOT_FOUND
+		       : rc == CMAP_NOT_FOUND ? CMAP_OK
+					      : CMAP_ENOMEM;
+	default:
+		return e->present ? CMAP_EXISTS
+		       : got == s ? CMAP_OK
+				  : CMAP_ENOMEM;
+	}
+}
+
+/* cmap_set_batch, cmap_remove_batch, cmap_insert_batch.  f: bits 0-1 the
+ * call (set, remove, insert, insert), 2 results NULL; then n, a stride, a
+ * duplicate pattern and the first key.  Keys i whose bit i % 8 of the
+ * pattern is set repeat an earlier key of the batch, in another variant
+ * (one key under the masked equality, other keys with the same bytes
+ * under a hasher that ignores them). */
+static void op_wbatch(unsigned f)
+{
+	static unsigned char keys[WB_MAX * 16], vals[WB_MAX * 24 + 8];
+	static int res[WB_MAX + 8];
+	unsigned ids[WB_MAX], vs[WB_MAX];
+	uint32_t ser[WB_MAX];
+	unsigned kind = (f & 3) == 3 ? WB_INSERT : f & 3;
+	bool rnull = f & 4;
+	int *rp = rnull ? NULL : res;
+	size_t n = rd() % WB_MAX;
+	long f0 = A.failed, rc;
+	memset(res, PAT, sizeof res);
+	if (!S.ks || !S.vs) {
+		/* variable-length maps: refused, nothing changes */
+		long live0 = A.live;
+		memset(keys, 0x33, sizeof keys);
+		memset(vals, 0x44, sizeof vals);
+		arm();
+		rc = kind == WB_SET ? cmap_set_batch(S.m, keys, vals, n, rp)
+		     : kind == WB_REMOVE
+			 ? cmap_remove_batch(S.m, keys, n, rp)
+			 : cmap_insert_batch(S.m, keys, vals, n, rp);
+		disarm();
+		CHECK_EQ(rc, CMAP_EINVAL);
+		CHECK_EQ(A.live, live0);
+		untouched((unsigned char *)res, 0, sizeof res);
+		CHECK_EQ(cmap_len(S.m), S.count);
+		return;
+	}
+	unsigned start, v0, stride = rd(), dup = rd();
+	read_key(&start, &v0);
+	bool distinct = true;
+	uint32_t s0 = S.nserial;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && ((dup >> (i % 8)) & 1)) {
+			size_t j = (i * 7 + dup) % i;
+			ids[i] = ids[j];
+			vs[i] = (vs[j] + 1 + (stride >> 6)) & 3;
+		} else {
+			ids[i] =
+			    (unsigned)(start + i * (1 + stride % 7)) % S.nids;
+			vs[i] = (unsigned)(v0 + (stride >> 3) * i) & 3;
+		}
+		key_bytes(ids[i], vs[i], keys + i * S.ks);
+		for (size_t j = 0; j < i && distinct; j++)
+			distinct =
+			    ent_of(ids[j], vs[j]) != ent_of(ids[i], vs[i]);
+		ser[i] = 0;
+		if (kind != WB_REMOVE) {
+			ser[i] = new_serial(S.vs);
+			val_bytes(ser[i], S.vs, vals + i * S.vs);
+		}
+	}
+	/* Without statuses the outcome of a key whose entry the batch
+	 * touches twice cannot be told from the map: no failures then. */
+	bool quiet = rnull && !distinct;
+	S.work += (long)n + 1;
+	EB.on = true;
+	EB.s0 = s0;
+	EB.nval = 0;
+	EB.nkey = 0;
+	memset(EB.key, 0, sizeof EB.key);
+	A.suspend += quiet;
+	arm();
+	if (kind == WB_SET)
+		rc = cmap_set_batch(S.m, keys, vals, n, rp);
+	else if (kind == WB_REMOVE)
+		rc = cmap_remove_batch(S.m, keys, n, rp);
+	else
+		rc = cmap_insert_batch(S.m, keys, vals, n, rp);
+	disarm();
+	A.suspend -= quiet;
+	EB.on = false;
+	bool failed = A.failed != f0;
+	if (trace) {
+		int nomem = 0;
+		for (size_t i = 0; !rnull && i < n; i++)
+			nomem += res[i] == CMAP_ENOMEM;
+		fprintf(stderr,
+			"%*sbatch %u of %zu: %ld, %d ENOMEM, failures %d, "
+			"%u values and %ld keys destroyed inside\n",
+			2 * S.depth, "", kind, n, rc, nomem, failed, EB.nval,
+			EB.nkey);
+	}
+	untouched((unsigned char *)res, rnull ? 0 : n * sizeof *res,
+		  sizeof res);
+	if (rc < 0) {
+		/* as a whole: only for memory (joining the map, scratch),
+		 * and then nothing was done */
+		CHECK_EQ(rc, CMAP_ENOMEM);
+		CHECK(failed);
+		CHECK(n > 0);
+		untouched((unsigned char *)res, 0, sizeof res);
+		CHECK(EB.nval == 0 && EB.nkey == 0);
+		for (size_t i = 0; i < n; i++)
+			if (kind != WB_REMOVE)
+				S.sst[ser[i]] = V_DEAD;
+		for (size_t i = 0; i < n; i++)
+			verify_key(ids[i], vs[i]);
+		return;
+	}
+	long done = 0;
+	bool removed[WB_MAX];
+	for (size_t i = 0; i < n; i++) {
+		struct ent *e = ent_of(ids[i], vs[i]);
+		int st;
+		if (!rnull) {
+			st = res[i];
+		} else if (failed) {
+			CHECK(distinct);
+			st = wb_derive(kind, ids[i], vs[i], ser[i]);
+		} else if (kind == WB_SET) {
+			st = e->present ? CMAP_REPLACED : CMAP_OK;
+		} else if (kind == WB_REMOVE) {
+			st = e->present ? CMAP_OK : CMAP_NOT_FOUND;
+		} else {
+			st = e->present ? CMAP_EXISTS : CMAP_OK;
+		}
+		removed[i] = kind == WB_REMOVE && st == CMAP_OK;
+		/* the model moves on as the batch did, key by key */
+		done += wb_apply(kind, ids[i], vs[i], ser[i], st, failed);
+	}
+	CHECK_EQ(rc, done);
+	/* destructors that ran inside the batch: now retired in the model */
+	for (unsigned i = 0; i < EB.nval; i++) {
+		uint32_t s = EB.val[i];
+		CHECK_EQ(S.sst[s], V_RETIRED);
+		S.sst[s] = V_FREED;
+		S.vretired--;
+	}
+	for (unsigned k = 0; k < NSLOTS && EB.nkey; k++) {
+		CHECK(S.kretired[k] >= EB.key[k]);
+		S.kretired[k] -= EB.key[k];
+		S.kretired_total -= EB.key[k];
+		EB.nkey -= EB.key[k];
+	}
+	for (size_t i = 0; i < n; i++)
+		verify_key(ids[i], vs[i]);
+	CHECK_EQ(cmap_len(S.m), S.count);
+	if (failed) {
+		/* removes that absorbed a failure may have skipped their
+		 * contraction */
+		for (size_t i = 0; i < n; i++)
+			if (removed[i] && !ent_of(ids[i], vs[i])->present)
+				heal(ids[i], vs[i]);
+	}
+}
+
 /* cmap_reclaim_stats agrees with cmap_validate's figures (st, just taken,
  * or NULL), the epoch never goes back, and only the fields that the
  * caller's size covers are written. */
@@ -1179,6 +1476,39 @@ static void op_invalid(unsigned sub)
 		CHECK_EQ(cmap_get_batch(S.m, kb, 1 + rd() % 3,
 					(S.ks && S.vs) ? NULL : ob, NULL),
 			 want);
+		{
+			/* write batches: no map, keys or values with n > 0;
+			 * n == 0 does nothing (variable maps: refused) */
+			int res[4];
+			bool fixed = S.ks && S.vs;
+			size_t bn = 1 + rd() % 3;
+			memset(res, PAT, sizeof res);
+			CHECK_EQ(cmap_set_batch(NULL, kb, vb, bn, res), want);
+			CHECK_EQ(cmap_set_batch(S.m, NULL, vb, bn, res), want);
+			CHECK_EQ(cmap_set_batch(S.m, kb, NULL, bn, res), want);
+			CHECK_EQ(cmap_remove_batch(NULL, kb, bn, res), want);
+			CHECK_EQ(cmap_remove_batch(S.m, NULL, bn, res), want);
+			CHECK_EQ(cmap_insert_batch(NULL, kb, vb, bn, res),
+				 want);
+			CHECK_EQ(cmap_insert_batch(S.m, NULL, vb, bn, res),
+				 want);
+			CHECK_EQ(cmap_insert_batch(S.m, kb, NULL, bn, res),
+				 want);
+			CHECK_EQ(cmap_set_batch(NULL, NULL, NULL, 0, NULL),
+				 want);
+			CHECK_EQ(cmap_set_batch(S.m, NULL, NULL, 0, res),
+				 fixed ? 0 : want);
+			CHECK_EQ(cmap_remove_batch(S.m, NULL, 0, res),
+				 fixed ? 0 : want);
+			CHECK_EQ(cmap_insert_batch(S.m, NULL, NULL, 0, res),
+				 fixed ? 0 : want);
+			CHECK_EQ(cmap_set_batch(S.m, kb, vb, 0, NULL),
+				 fixed ? 0 : want);
+			CHECK_EQ(cmap_insert_batch(S.m, kb, vb, 0, NULL),
+				 fixed ? 0 : want);
+			untouched((unsigned char *)res, 0, sizeof res);
+			CHECK_EQ(cmap_len(S.m), S.count);
+		}
 		break;
 	case 17: /* an empty key is one only where keys vary in length */
 		if (!S.ks)
@@ -1643,6 +1973,7 @@ static void comp_inside(struct comp *c)
 		      (rc == CMAP_ENOMEM && A.failed != f0));
 		long n = cmap_clear(S.m);
 		CHECK(n == CMAP_EINVAL || (n == CMAP_ENOMEM && A.failed != f0));
+		batch_refused(c->kb, f0);
 	}
 }
 
@@ -2023,6 +2354,7 @@ static int ret_pred(const void *key, size_t klen, const void *val, size_t vlen,
 		      (rc == CMAP_ENOMEM && A.failed != f0));
 		long n = cmap_retain(S.m, ret_pred, ctx);
 		CHECK(n == CMAP_EINVAL || (n == CMAP_ENOMEM && A.failed != f0));
+		batch_refused(key, f0);
 	}
 	S.vdepth--;
 	bool keep;
@@ -2149,6 +2481,8 @@ enum {
 	OP_WALK,
 	OP_RETAIN,
 	OP_CURSOR,
+	OP_WBATCH,
+	OP_WBATCH2,
 	OP_COUNT
 };
 
@@ -2292,6 +2626,10 @@ static int run_op(void)
 		break;
 	case OP_RETAIN:
 		op_retain(rd());
+		break;
+	case OP_WBATCH:
+	case OP_WBATCH2:
+		op_wbatch(rd());
 		break;
 	default:
 		op_bad_config(rd());

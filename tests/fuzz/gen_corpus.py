@@ -12,7 +12,7 @@ import sys
 (SET, GET, REMOVE, GET_WITH, SET2, REMOVE2, BATCH, LEN, VALIDATE, DEFER,
  COLLECT, DRAIN, THREAD_EXIT, INVALID, BULK_SET, BULK_REMOVE, CHECK_ALL,
  NEXT_MAP, MISC, BAD_CONFIG, THREAD, INSERT, REPLACE, CAS, REMOVE_IF,
- COMPUTE, COMPUTE2, WALK, RETAIN, CURSOR) = range(30)
+ COMPUTE, COMPUTE2, WALK, RETAIN, CURSOR, WBATCH, WBATCH2) = range(32)
 
 # compute flags (fuzz_map.c, op_compute)
 KEEP, CSET, CREMOVE, ABORT = range(4)
@@ -20,6 +20,8 @@ C_BADACT, C_READ, C_WRITE, C_TYPED, C_BADVAL, C_INTOCUR = (4, 8, 0x10, 0x20,
                                                           0x40, 0x80)
 # walk flags (op_walk)
 W_NESTED, W_BETWEEN, W_STOP, W_TYPED = 2, 4, 8, 0x10
+# write batch flags (op_wbatch)
+WB_SET, WB_REMOVE, WB_INSERT, WB_NORES = 0, 1, 2, 4
 # retain flags (op_retain)
 R_PARITY, R_NONE, R_ALL, R_SERIAL, R_CALLS, R_CLEAR = 0, 1, 2, 3, 4, 8
 
@@ -108,6 +110,17 @@ class Map:
             self.key(start)
         return self
 
+    def wbatch(self, flags, n, start=0, v=0, stride=1, dup=0, fail=0,
+               k=1):
+        """cmap_set/remove/insert_batch of n keys from start (stride:
+        bits 0-2 step - 1, 3-5 variant step, 6-7 variant of repeats);
+        dup: bit i % 8 makes key i repeat an earlier one."""
+        self.op(WBATCH, fail, k).b += bytes([flags, n])
+        if self.ks and self.vs:
+            self.b += bytes([stride, dup])
+            self.key(start, v)
+        return self
+
     def simple(self, kind, fail=0):
         return self.op(kind, fail)
 
@@ -126,7 +139,7 @@ class Map:
         s = sub % 24
         extra = {6: 0 if self.ks else 1, 8: 1 if self.ks else 0,
                  10: 1 if self.vs else 0, 11: 0 if self.vs else 1,
-                 16: 1, 19: 1}.get(s, 0)
+                 16: 2, 19: 1}.get(s, 0)
         self.b += bytes([1] * extra)
         return self
 
@@ -377,6 +390,77 @@ def main():
         m.walk(W_NESTED, stop=1 << 5).retain(R_CLEAR)
         m.simple(COLLECT).validate().simple(DRAIN)
         seeds[f"retain-k{ks}-v{vs}"] = m
+
+    # Write batches (cmap_set_batch, cmap_remove_batch, cmap_insert_batch):
+    # duplicates and variants within a batch, present and absent keys,
+    # statuses or none, several groups; variable maps refused.
+    for ks, vs, h, eq in ((4, 8, "identity", None), (8, 24, "fixed", None),
+                          (16, 8, "masked", "masked"),
+                          (8, 8, "masked", None), (0, 8, "fixed", None),
+                          (4, 0, "fixed", None)):
+        m = Map(ks, vs, hash=h, eq=eq, kdtor=True, vdtor=True, ids=128)
+        m.wbatch(WB_INSERT, 40, start=0, dup=0x90)
+        m.wbatch(WB_INSERT, 99, start=20, stride=2, dup=0x24)
+        m.wbatch(WB_SET, 70, start=10, stride=1 | 1 << 3, dup=0x81)
+        m.wbatch(WB_SET | WB_NORES, 50, start=5, dup=0x42)
+        m.wbatch(WB_SET | WB_NORES, 30, start=90)
+        m.wbatch(WB_REMOVE, 60, start=0, stride=3, dup=0x11)
+        m.wbatch(WB_INSERT | WB_NORES, 80, start=3, dup=0x18)
+        m.wbatch(WB_REMOVE | WB_NORES, 99, start=0, dup=0x66)
+        m.wbatch(WB_SET, 0).wbatch(WB_INSERT, 1, start=7)
+        m.validate().simple(COLLECT).simple(DRAIN).simple(CHECK_ALL)
+        seeds[f"wbatch-k{ks}-v{vs}-{h}"] = m
+    # Bulk loads into empty regions: subtrees deeper than a bucket, full-hash
+    # collision buckets larger than BMAX, then loads into a live map.
+    for c in (1, 2, 4):
+        m = Map(8, 8, hash="collide", collide=c, ids=256, kdtor=True,
+                vdtor=True)
+        m.wbatch(WB_INSERT, 99, start=0, dup=0x80).validate()
+        m.wbatch(WB_INSERT, 99, start=50, stride=1, dup=0x01).validate()
+        m.wbatch(WB_REMOVE, 99, start=0).validate()
+        m.wbatch(WB_SET, 99, start=100, dup=0x08).validate()
+        m.simple(DRAIN)
+        seeds[f"wbatch-collide-{c}"] = m
+    m = Map(4, 8, hash="identity", ids=256, vdtor=True)
+    m.wbatch(WB_INSERT, 99, start=0, stride=6).validate()
+    m.wbatch(WB_INSERT, 99, start=1, stride=6).validate()
+    m.wbatch(WB_REMOVE, 99, start=0, stride=0).validate()
+    seeds["wbatch-identity-load"] = m
+    # Allocation failures in every batch call (each mode, with and without
+    # the pools), every Nth allocation failing, a thread's first call (the
+    # join) failing; destructors calling back into the map.
+    for nopool in (False, True):
+        m = Map(4, 8, hooks=True, nopool=nopool, kdtor=True, vdtor=True,
+                ids=64)
+        m.bulk(BULK_SET, 0, 30)
+        for fail in (4, 5, 6, 7):
+            for k in (1, 2, 3, 5):
+                m.wbatch(WB_SET, 40, start=k, dup=0x21, fail=fail, k=k)
+                m.wbatch(WB_REMOVE, 30, start=k, stride=1, fail=fail, k=k)
+                m.wbatch(WB_INSERT, 50, start=k * 3, dup=0x12, fail=fail,
+                         k=k)
+                m.wbatch(WB_SET | WB_NORES, 20, start=k, fail=fail, k=k)
+                m.wbatch(WB_REMOVE | WB_NORES, 15, start=k, fail=fail,
+                         k=k)
+        m.simple(THREAD_EXIT).wbatch(WB_INSERT, 9, fail=6)
+        m.simple(THREAD_EXIT).wbatch(WB_SET, 9, fail=6)
+        m.validate().simple(DRAIN)
+        seeds[f"wbatch-oom-{'nopool' if nopool else 'pool'}"] = m
+    for every in (3, 11):
+        m = Map(8, 24, hash="collide", collide=2, hooks=True, nopool=True,
+                every=every, ids=128, vdtor=True, kdtor=True)
+        m.wbatch(WB_INSERT, 99, dup=0x40).wbatch(WB_SET, 80, start=30)
+        m.wbatch(WB_REMOVE, 99, start=0).validate()
+        seeds[f"wbatch-oom-every-{every}"] = m
+    for ks, vs in ((4, 8), (0, 0)):
+        m = Map(ks, vs, kdtor=True, vdtor=True, dcalls=True, ids=64)
+        m.wbatch(WB_INSERT, 60).wbatch(WB_SET, 60, dup=0x55)
+        m.simple(COLLECT).wbatch(WB_REMOVE, 60).simple(COLLECT)
+        m.compute(3, flags=CSET | C_WRITE).retain(R_PARITY | R_CALLS)
+        m.get_with(5, nested=lambda m: m.wbatch(WB_SET, 20))
+        m.walk(W_NESTED, stop=0).wbatch(WB_REMOVE, 30)
+        m.simple(THREAD).wbatch(WB_INSERT, 40).simple(DRAIN)
+        seeds[f"wbatch-dtor-calls-k{ks}-v{vs}"] = m
 
     for name, m in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
