@@ -1027,7 +1027,33 @@ static uintptr_t bulk_build(cmap_t *m, rec_t *r, bulk_t *bk, belem_t *e,
 			return 0;
 		}
 	}
-	return (uintptr_t)node;
+	/* n counted duplicates: the keys left may be few enough that the
+	 * node must be one bucket (the contraction rule, as after a remove;
+	 * more than BMAX copies of one key would otherwise leave a chain of
+	 * nodes down to a one-entry bucket). */
+	uint32_t total = 0;
+	for (unsigned ix = 0; ix < FANOUT && total <= BMERGE; ix++) {
+		uintptr_t c = ld_relaxed(&node->slot[ix]);
+		total += !c ? 0 : is_bucket(c) ? as_bucket(c)->n : BMERGE + 1;
+	}
+	if (total > BMERGE)
+		return (uintptr_t)node;
+	bucket_t *b = bucket_alloc(m, r, total);
+	if (!b) {
+		*oom = true;
+		free_private(m, r, (uintptr_t)node);
+		return 0;
+	}
+	eref_t refs[BMERGE];
+	uint32_t k = 0;
+	for (unsigned ix = 0; ix < FANOUT; ix++) {
+		uintptr_t c = ld_relaxed(&node->slot[ix]);
+		for (uint32_t j = 0; c && j < as_bucket(c)->n; j++)
+			refs[k++] = ref_of(m, as_bucket(c), j);
+	}
+	fill_bucket(m, b, refs, total);
+	free_private(m, r, (uintptr_t)node);
+	return tag_bucket(b);
 }
 
 /* One insert, as cmap_insert: the fallback where no empty slot takes a
