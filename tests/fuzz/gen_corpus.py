@@ -421,6 +421,12 @@ def main():
         m.wbatch(WB_SET, 99, start=100, dup=0x08).validate()
         m.simple(DRAIN)
         seeds[f"wbatch-collide-{c}"] = m
+    # More than BMAX copies of one key (variants under the masked
+    # equality): the bulk-built subtree must contract to one bucket.
+    m = Map(8, 8, hash="masked", eq="masked", ids=16, kdtor=True)
+    m.wbatch(WB_INSERT, 40, start=3, dup=0xff).validate()
+    m.wbatch(WB_INSERT, 99, start=5, dup=0xfe).validate()
+    seeds["wbatch-insert-dup-chain"] = m
     m = Map(4, 8, hash="identity", ids=256, vdtor=True)
     m.wbatch(WB_INSERT, 99, start=0, stride=6).validate()
     m.wbatch(WB_INSERT, 99, start=1, stride=6).validate()
