@@ -17,11 +17,23 @@
  *    The operations include cmap_insert, cmap_replace, cmap_cas,
  *    cmap_remove_if and cmap_compute (every answer; its function runs
  *    once), whose drops may also skip a contraction.
+ *  - Batches (CMAP_NO_POOL, u32 -> u64): cmap_set_batch, cmap_remove_batch
+ *    and cmap_insert_batch of up to 200 keys (repeats, one key many times,
+ *    keys sharing a root slot so that insert_batch builds subtrees), each
+ *    failing its 1st, 2nd ... allocation until one runs untouched, the map
+ *    put back after each: every status honest (CMAP_ENOMEM keys unchanged,
+ *    the others applied as the single calls in order), the count returned,
+ *    a whole-call CMAP_ENOMEM (joining, scratch) changing nothing, the map
+ *    validating (after healing removes that absorbed a failure).
+ *  - cmap_foreach, cmap_retain and cmap_clear the same way (also from a
+ *    new thread, whose join fails): CMAP_ENOMEM only when an allocation
+ *    failed, entries removed before it stay removed, the rest unchanged.
  *  - Random failures (each allocation fails with probability p): every
  *    operation either matches the reference or returns CMAP_ENOMEM and
  *    changed nothing.
  *  - The same with the node pools (chunk allocations fail).
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -862,6 +874,433 @@ static void test_random_failures(bool var, unsigned flags, uint32_t ppm,
 	free(e);
 }
 
+/* ---- batches under allocation failure ---------------------------------------
+ */
+
+enum { B_SET, B_REMOVE, B_INSERT };
+#define BATCH_N 200
+
+struct batch {
+	int kind;
+	size_t n;
+	uint32_t id[BATCH_N];
+	uint64_t ver[BATCH_N];
+	uint32_t keys[BATCH_N];
+	uint64_t vals[BATCH_N];
+};
+
+/* A batch of 1..BATCH_N keys: random ids, ids sharing a root slot (the
+ * identity hasher's low 5 bits: bulk-built nodes), repeats of earlier
+ * keys (a few, or one key many times: more copies than a bucket holds). */
+static void gen_batch(struct env *e, struct batch *b, int kind)
+{
+	uint64_t r = rng_next(&e->rng);
+	b->kind = kind;
+	b->n = 1 + (size_t)(r % BATCH_N);
+	unsigned pattern = (unsigned)(r >> 16) % 4;
+	uint32_t base = (uint32_t)((r >> 24) % 32);
+	for (size_t i = 0; i < b->n; i++) {
+		uint64_t x = rng_next(&e->rng);
+		uint32_t id;
+		if (i > 0 && (pattern == 3 || x % 8 == 0))
+			id = b->id[pattern == 3 ? 0 : (x >> 8) % i];
+		else if (pattern == 1)
+			id = (uint32_t)(base + 32 * ((x >> 8) % (SPACE / 32)));
+		else if (pattern == 2 && kind == B_REMOVE)
+			id = pick_present(e);
+		else
+			id = (uint32_t)((x >> 8) % SPACE);
+		b->id[i] = id;
+		b->ver[i] = ++e->next_ver;
+		b->keys[i] = id;
+		val_of(false, id, b->ver[i], (unsigned char *)&b->vals[i]);
+	}
+}
+
+/* The statuses against the reference (the batch as single calls in
+ * order), which they update; returns the count the call must return.
+ * *removed collects the ids a remove took out. */
+static long apply_batch(struct env *e, const struct batch *b, const int *st,
+			bool failed, uint32_t *removed, size_t *nremoved)
+{
+	long done = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		uint32_t id = b->id[i];
+		bool has = e->has[id];
+		if (st[i] == CMAP_ENOMEM) {
+			CHECK(failed);
+			e->nomem++;
+			continue;
+		}
+		switch (b->kind) {
+		case B_SET:
+			CHECK_EQ(st[i], has ? CMAP_REPLACED : CMAP_OK);
+			break;
+		case B_REMOVE:
+			CHECK_EQ(st[i], has ? CMAP_OK : CMAP_NOT_FOUND);
+			break;
+		default:
+			CHECK_EQ(st[i], has ? CMAP_EXISTS : CMAP_OK);
+			break;
+		}
+		if (b->kind == B_REMOVE && has) {
+			e->has[id] = 0;
+			e->count--;
+			removed[(*nremoved)++] = id;
+			done++;
+		} else if (b->kind == B_SET || !has) {
+			if (b->kind != B_REMOVE) {
+				e->count += !has;
+				e->has[id] = 1;
+				e->ver[id] = b->ver[i];
+				done++;
+			}
+		}
+	}
+	return done;
+}
+
+static long call_batch(struct env *e, const struct batch *b, int *res)
+{
+	switch (b->kind) {
+	case B_SET:
+		return cmap_set_batch(e->m, b->keys, b->vals, b->n, res);
+	case B_REMOVE:
+		return cmap_remove_batch(e->m, b->keys, b->n, res);
+	default:
+		return cmap_insert_batch(e->m, b->keys, b->vals, b->n, res);
+	}
+}
+
+/* Back to the reference's earlier contents (has0, ver0), without
+ * failures, key by key. */
+static void restore(struct env *e, const unsigned char *has0,
+		    const uint64_t *ver0)
+{
+	for (uint32_t id = 0; id < SPACE; id++) {
+		if (has0[id] && (!e->has[id] || e->ver[id] != ver0[id])) {
+			put(e, id, ver0[id]);
+		} else if (!has0[id] && e->has[id]) {
+			unsigned char kb[32];
+			size_t kl = key_of(false, id, kb);
+			long fail_at = e->a->fail_at;
+			e->a->fail_at = 0;
+			CHECK_EQ(cmap_remove(e->m, kb, kl, NULL, NULL),
+				 CMAP_OK);
+			e->a->fail_at = fail_at;
+			e->has[id] = 0;
+			e->count--;
+		}
+	}
+}
+
+/* Removes that absorbed a failure may have skipped their contraction:
+ * insert and remove each such key again without failures. */
+static void heal_all(struct env *e, const uint32_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (e->has[ids[i]])
+			continue;
+		put(e, ids[i], ++e->next_ver);
+		unsigned char kb[32];
+		size_t kl = key_of(false, ids[i], kb);
+		long failed0 = e->a->failed;
+		CHECK_EQ(cmap_remove(e->m, kb, kl, NULL, NULL), CMAP_OK);
+		CHECK_EQ(e->a->failed, failed0);
+		e->has[ids[i]] = 0;
+		e->count--;
+	}
+}
+
+/*
+ * One batch, failing its 1st, 2nd, ... allocation in turn until it runs
+ * without failing; after each failing run the map goes back to where it
+ * was, so every allocation point of the same call fails once.  Statuses:
+ * CMAP_ENOMEM keys unchanged, the others applied (as the single calls in
+ * order); a negative return (insert_batch's scratch, joining) changed
+ * nothing; the map validates (after healing absorbed removes).
+ */
+static long batch_each_k(struct env *e, const struct batch *b, long *whole)
+{
+	static unsigned char has0[SPACE];
+	static uint64_t ver0[SPACE];
+	static int res[BATCH_N];
+	static uint32_t removed[BATCH_N];
+	for (long k = 1;; k++) {
+		CHECK(k < 5000);
+		memcpy(has0, e->has, sizeof has0);
+		memcpy(ver0, e->ver, sizeof ver0);
+		size_t count0 = e->count, nremoved = 0;
+		long failed0 = e->a->failed;
+		memset(res, 0x5c, sizeof res);
+		e->a->fail_at = e->a->calls + k;
+		long rc = call_batch(e, b, res);
+		e->a->fail_at = 0;
+		bool failed = e->a->failed != failed0;
+		if (rc < 0) {
+			CHECK_EQ(rc, CMAP_ENOMEM);
+			CHECK(failed);
+			(*whole)++;
+			CHECK_EQ(e->count, count0);
+			same(e);
+			continue;
+		}
+		CHECK_EQ(rc,
+			 apply_batch(e, b, res, failed, removed, &nremoved));
+		check_map(e, !failed || nremoved == 0);
+		if (failed && nremoved) {
+			heal_all(e, removed, nremoved);
+			same(e);
+		}
+		if (!failed)
+			return k;
+		e->absorbed += nremoved > 0;
+		restore(e, has0, ver0);
+		CHECK_EQ(e->count, count0);
+		check_map(e, true);
+	}
+}
+
+static void test_batch_allocations(void)
+{
+	static const int kinds[3] = {B_SET, B_REMOVE, B_INSERT};
+	struct actx a;
+	actx_init(&a, 41);
+	struct env *e = malloc(sizeof *e);
+	struct batch *b = malloc(sizeof *b);
+	CHECK(e != NULL && b != NULL);
+	env_init(e, &a, false, CMAP_NO_POOL, 43);
+	long whole = 0, points = 0, rounds = scaled(120);
+	/* A fresh map and thread: joining fails too (a whole-call ENOMEM). */
+	for (int i = 0; i < 3; i++) {
+		cmap_thread_exit();
+		gen_batch(e, b, kinds[i]);
+		points += batch_each_k(e, b, &whole) - 1;
+	}
+	CHECK(whole >= 3);
+	for (long i = 0; i < rounds; i++) {
+		/* grow, mixed, shrink */
+		uint64_t r = rng_next(&e->rng) % 10;
+		int kind = e->count < 1000   ? (r < 7 ? B_INSERT : B_SET)
+			   : e->count > 3000 ? (r < 7 ? B_REMOVE : B_SET)
+					     : kinds[r % 3];
+		gen_batch(e, b, kind);
+		points += batch_each_k(e, b, &whole) - 1;
+		if (i % 8 == 7)
+			same(e);
+	}
+	same(e);
+	printf("  batches (u32, no pool): %ld rounds, %ld allocation points "
+	       "failed, %ld keys ENOMEM, %ld whole-call ENOMEM, %ld with "
+	       "absorbed removes\n",
+	       rounds + 3, points, e->nomem, whole, e->absorbed);
+	CHECK(points > rounds);
+	CHECK(e->nomem > 0);
+	cmap_free(e->m);
+	actx_done(&a);
+	free(b);
+	free(e);
+}
+
+/* ---- walks, retain and clear under allocation failure
+ * ------------------------
+ */
+
+struct rctx {
+	struct env *e;
+	unsigned mod; /* drop ids with id % mod == 0 (1: all) */
+	uint32_t dropped[SPACE];
+	size_t ndropped, visits;
+};
+
+static uint32_t id_of(const void *key)
+{
+	uint32_t id;
+	memcpy(&id, key, 4);
+	CHECK(id < SPACE);
+	return id;
+}
+
+static int rpred(const void *key, size_t kl, const void *val, size_t vl,
+		 void *ctx)
+{
+	struct rctx *x = ctx;
+	uint32_t id = id_of(key);
+	unsigned char want[64];
+	CHECK_EQ(kl, 4);
+	CHECK_EQ(vl, 8);
+	CHECK(x->e->has[id]);
+	val_of(false, id, x->e->ver[id], want);
+	CHECK(memcmp(val, want, 8) == 0);
+	x->visits++;
+	if (id % x->mod)
+		return 1;
+	x->dropped[x->ndropped++] = id;
+	return 0;
+}
+
+static int count_fn(const void *key, size_t kl, const void *val, size_t vl,
+		    void *ctx)
+{
+	(void)key, (void)kl, (void)val, (void)vl;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+struct wcall {
+	cmap_t *m;
+	unsigned mod;
+	struct rctx *x;
+	size_t *seen;
+	long rc;
+};
+
+static void wcall_run(struct wcall *w)
+{
+	if (w->mod == (unsigned)-1)
+		w->rc = cmap_foreach(w->m, count_fn, w->seen);
+	else if (w->mod)
+		w->rc = cmap_retain(w->m, rpred, w->x);
+	else
+		w->rc = cmap_clear(w->m);
+}
+
+static void *wcall_thread(void *arg)
+{
+	wcall_run(arg);
+	return NULL;
+}
+
+/*
+ * cmap_retain (drop by id % mod), cmap_clear (mod 0) or cmap_foreach
+ * (mod -1 as unsigned: only count), failing the k-th allocation: ENOMEM
+ * only when an allocation failed; the entries a retain removed before it
+ * stay removed, the others are unchanged (which the reference learns from
+ * the map: every dropped entry but the last must be gone, an entry never
+ * dropped must be there).  join: the call runs in a new thread, whose
+ * joining can fail too.  Then the map goes back to where it was.
+ */
+static void walk_each_k(struct env *e, unsigned mod, bool join, long *nomem,
+			long *points)
+{
+	static unsigned char has0[SPACE];
+	static uint64_t ver0[SPACE];
+	static struct rctx x;
+	for (long k = 1;; k++) {
+		CHECK(k < 100000);
+		memcpy(has0, e->has, sizeof has0);
+		memcpy(ver0, e->ver, sizeof ver0);
+		size_t count0 = e->count, seen = 0;
+		x.e = e;
+		x.mod = mod ? mod : 1;
+		x.ndropped = x.visits = 0;
+		long failed0 = e->a->failed;
+		struct wcall w = {e->m, mod, &x, &seen, 0};
+		e->a->fail_at = e->a->calls + k;
+		if (join) {
+			/* a thread of its own: it must join the map (the
+			 * first time, a record is allocated) */
+			pthread_t th;
+			CHECK(pthread_create(&th, NULL, wcall_thread, &w) == 0);
+			CHECK(pthread_join(th, NULL) == 0);
+		} else {
+			wcall_run(&w);
+		}
+		long rc = w.rc;
+		e->a->fail_at = 0;
+		bool failed = e->a->failed != failed0;
+		if (mod == (unsigned)-1) {
+			if (rc == CMAP_ENOMEM) {
+				CHECK(failed);
+				CHECK_EQ(seen, 0);
+				(*nomem)++;
+			} else {
+				CHECK_EQ(rc, (long)count0);
+				CHECK_EQ(seen, count0);
+			}
+			same(e);
+			if (!failed)
+				return;
+			++*points;
+			continue;
+		}
+		/* What is gone now: ask the map, without failures. */
+		size_t gone = 0;
+		static uint32_t removed[SPACE];
+		for (uint32_t id = 0; id < SPACE; id++) {
+			if (!e->has[id])
+				continue;
+			unsigned char kb[32];
+			size_t kl = key_of(false, id, kb);
+			int g = cmap_get(e->m, kb, kl, NULL, NULL);
+			CHECK(g == CMAP_OK || g == CMAP_NOT_FOUND);
+			if (g == CMAP_NOT_FOUND) {
+				e->has[id] = 0;
+				e->count--;
+				removed[gone++] = id;
+			}
+		}
+		if (mod) {
+			/* only dropped entries are gone, all but the last */
+			for (size_t i = 0; i < gone; i++)
+				CHECK(removed[i] % mod == 0);
+			for (size_t i = 0; i + 1 < x.ndropped; i++)
+				CHECK(!e->has[x.dropped[i]]);
+		}
+		if (rc == CMAP_ENOMEM) {
+			CHECK(failed);
+			(*nomem)++;
+			if (mod && x.ndropped)
+				CHECK_EQ(gone + 1, x.ndropped);
+		} else {
+			CHECK_EQ(rc, (long)gone);
+			if (mod) {
+				CHECK_EQ(x.visits, count0);
+				CHECK_EQ(gone, x.ndropped);
+			} else {
+				CHECK_EQ(gone, count0);
+			}
+		}
+		check_map(e, !failed || gone == 0);
+		if (failed && gone) {
+			heal_all(e, removed, gone);
+			same(e);
+		}
+		restore(e, has0, ver0);
+		same(e);
+		if (!failed)
+			return;
+		++*points;
+	}
+}
+
+static void test_walk_allocations(void)
+{
+	struct actx a;
+	actx_init(&a, 51);
+	struct env *e = malloc(sizeof *e);
+	CHECK(e != NULL);
+	env_init(e, &a, false, CMAP_NO_POOL, 53);
+	while (e->count < 600)
+		put(e, (uint32_t)(rng_next(&e->rng) % SPACE), ++e->next_ver);
+	long nomem = 0, points = 0;
+	walk_each_k(e, (unsigned)-1, true, &nomem, &points);
+	walk_each_k(e, (unsigned)-1, false, &nomem, &points);
+	long walk_points = points;
+	static const unsigned mods[] = {7, 2, 1, 0};
+	for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+		walk_each_k(e, mods[i], false, &nomem, &points);
+		walk_each_k(e, mods[i], true, &nomem, &points);
+	}
+	printf("  foreach/retain/clear (u32, no pool): %ld allocation points "
+	       "failed (%ld in foreach), %ld ENOMEM\n",
+	       points, walk_points, nomem);
+	CHECK(walk_points >= 1 && nomem > 10);
+	cmap_free(e->m);
+	actx_done(&a);
+	free(e);
+}
+
 int main(void)
 {
 	test_new_failures();
@@ -869,6 +1308,8 @@ int main(void)
 	test_each_allocation(true, CMAP_NO_POOL);
 	test_each_allocation(false, 0);
 	test_each_allocation(true, 0);
+	test_batch_allocations();
+	test_walk_allocations();
 	test_random_failures(false, CMAP_NO_POOL, 50000, scaled(100000));
 	test_random_failures(true, CMAP_NO_POOL, 50000, scaled(100000));
 	test_random_failures(false, 0, 300000, scaled(30000));
