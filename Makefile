@@ -46,9 +46,10 @@ bench: release
 test-release: release
 	cd build/release && $(CTEST) --output-on-failure -j$(JOBS)
 
+# ASan/UBSan: iteration counts halved (the Release run does them in full).
 asan: deps
 	$(call configure,build/asan,$(CC_ASAN),-DCMAKE_BUILD_TYPE=Debug -DCMAP_SANITIZE=address$(,)undefined)
-	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	cd build/asan && CMAP_TEST_SCALE=2 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(CTEST) --output-on-failure -j$(JOBS)
 
 # ThreadSanitizer: tests divide their iteration counts by CMAP_TEST_SCALE.

@@ -207,7 +207,7 @@ static void test_concurrent(cmap_hash_fn hash)
 		memset(&w[i], 0, sizeof w[i]);
 		w[i].m = m;
 		w[i].id = i;
-		w[i].rounds = scaled(hash ? 300 : 3000);
+		w[i].rounds = scaled(hash ? 200 : 2000);
 		CHECK_EQ(pthread_create(&th[i], NULL, batch_worker, &w[i]), 0);
 	}
 	for (unsigned i = 0; i < T; i++)
@@ -351,12 +351,12 @@ static void test_bulk_concurrent(void)
 
 int main(void)
 {
-	test_bulk_model(NULL, (uint32_t)scaled(100000));
+	test_bulk_model(NULL, (uint32_t)scaled(50000));
 	test_bulk_model(const_hash, 500);
 	test_bulk_concurrent();
 	test_args();
 	test_inside_compute();
-	test_model(NULL, scaled(20000));
+	test_model(NULL, scaled(4000));
 	test_model(const_hash, scaled(300));
 	test_concurrent(NULL);
 	test_concurrent(const_hash);
