@@ -153,12 +153,27 @@ compare:
 	python3 tools/compare.py --charts --out docs/perf \
 		$(if $(FULL),--reps 5 --ops 10000000,--reps 3)
 
+# Model checking of the epoch core (src/epoch.c, the hot path of
+# src/internal.h) under the C11 model with GenMC: tests/modelcheck/run.sh
+# runs every configuration (the fixes must verify, their reverts must fail;
+# logs in build/mc; MC=PATTERN picks configurations by name).  Not part of
+# `make test` or CI; takes about 15 minutes.  GenMC is found on PATH or in
+# build/genmc (tools/install-genmc.sh builds it there from a local copy of
+# its source).
+GENMC ?= $(or $(shell command -v genmc 2>/dev/null),$(wildcard build/genmc/bin/genmc))
+.PHONY: modelcheck
+modelcheck:
+	@if [ -z "$(GENMC)" ]; then \
+	  echo "modelcheck: GenMC not found; build it with tools/install-genmc.sh [SOURCE]"; exit 1; fi
+	GENMC=$(GENMC) OUT=build/mc sh tests/modelcheck/run.sh '$(or $(MC),.)'
+
 clean:
 	rm -rf build
 
 SOURCES = $(wildcard src/*.c src/*.h include/*.h tests/*.c tests/*.h bench/*.c examples/*.c tests/consumer/*.c)
 SOURCES += $(wildcard tests/fuzz/*.c)
 SOURCES += $(wildcard tests/soak/*.c)
+SOURCES += $(wildcard tests/modelcheck/*.c tests/modelcheck/*.h)
 format:
 	@$(DEPS) format
 	clang-format -i $(SOURCES)

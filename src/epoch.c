@@ -117,8 +117,10 @@ static _Atomic(unsigned) g_gen;
 /* The owner of records being reaped (reap_released): not a thread. */
 static struct tctx g_reaper;
 
+#ifndef CMAP_MODELCHECK /* the model's cmap__tl: internal.h */
 __attribute__((
     tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
+#endif
 static _Thread_local struct tctx *tl_ctx;
 static _Thread_local unsigned tl_gen;
 

@@ -54,6 +54,13 @@
 	((void)(word), atomic_thread_fence(memory_order_seq_cst))
 #endif
 
+/* Model checking only (`make modelcheck`, GenMC): the macros above gain
+ * the points where a membarrier may interrupt a reader.  Nothing changes in
+ * any other build. */
+#ifdef CMAP_MODELCHECK
+#include "../tests/modelcheck/mc_seams.h"
+#endif
+
 /* AddressSanitizer sees through our pools only if we poison free blocks. */
 #if defined(__SANITIZE_ADDRESS__)
 #define CMAP_ASAN 1
@@ -552,8 +559,15 @@ struct tlcache {
 	uint64_t id;
 	rec_t *r;
 };
+#ifndef CMAP_MODELCHECK
 extern __attribute__((
     tls_model("initial-exec"))) _Thread_local struct tlcache cmap__tl;
+#else
+/* GenMC keeps no struct in thread-local storage: one per thread id
+ * (tests/modelcheck/epoch_mc.c). */
+extern struct tlcache mc_tl[];
+#define cmap__tl (mc_tl[mc_self()])
+#endif
 
 /* Enter an operation on m (nestable).  NULL only when joining the map
  * failed for lack of memory. */
