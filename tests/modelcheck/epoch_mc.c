@@ -103,17 +103,17 @@ struct tlcache mc_tl[MC_NT];
  * field. */
 void *mc_zero_rec(void *p, int c, size_t n)
 {
-	_Static_assert(offsetof(rec_t, next) == 192,
+	_Static_assert(offsetof(rec_t, next) == 264,
 		       "rec_t changed: update mc_zero_rec");
 	rec_t *r = p;
 	assert(c == 0 && n == sizeof *r);
 	atomic_init(&r->state, 0);
 	atomic_init(&r->count, 0);
 	atomic_init(&r->pending, 0);
-	r->nest = r->in_reclaim = r->since_collect = r->cold = 0;
+	r->nest = r->in_reclaim = r->no_write = r->since_collect = r->cold = 0;
 	r->pool = NULL;
 	for (int i = 0; i < NBAGS; i++)
-		r->bags[i] = (bag_t){0, 0, 0, NULL};
+		r->bags[i] = (bag_t){0, 0, 0, 0, 0, NULL};
 	r->owner = NULL;
 	r->owner_slot = 0;
 	r->next = NULL;
