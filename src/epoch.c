@@ -20,12 +20,13 @@
  * effect, inside an operation that announced r.  The retirer's tag g is at
  * least r - 1.  Take the advance r - 1 -> r that R read: it followed a
  * barrier whose full fence ran on R's CPU before R's load of E (or R would
- * have read an older E); if the retirer's unlink came after that barrier
+ * have read an older E); had the retirer's unlink come before that barrier
  * point, R's later trie read would have missed the object; so the unlink,
  * and the retirer's seq_cst load of E after it, come after the barrier, and
- * that load reads r - 1 or later.  Fraser's stronger g >= r needs a fence
- * between R's announcement and R's read of E, or a multi-copy-atomic
- * machine (x86, ARMv8); C11 and POWER give neither, hence one more epoch of
+ * that load reads r - 1 or later.  Fraser's stronger g >= r needs a full
+ * fence between R's read of E and its trie read (RD_FENCED readers have
+ * one, after the announcement), or a multi-copy-atomic machine (x86,
+ * ARMv8); C11 and POWER give neither, hence one more epoch of
  * grace than Fraser's 2: E >= g + 3 >= r + 2 means R has left.  Bags are
  * indexed g % NBAGS (4), so the bag that epoch g reuses holds tags <= g - 4.
  *

@@ -16,8 +16,7 @@ mkdir -p "$OUT"
 configs='
 mb-1r           pass -DMC_WCOLLECTS=3
 mb-1r-vacuity   fail -DMC_WCOLLECTS=3 -DMC_VACUITY
-mb-rwc          pass -DMC_ADVANCER -DMC_WCOLLECTS=2 -DMC_CHECK_TAG
-mb-rwc-vacuity  fail -DMC_ADVANCER -DMC_WCOLLECTS=2 -DMC_VACUITY
+mb-rwc          pass -DMC_ADVANCER -DMC_WCOLLECTS=1 -DMC_CHECK_TAG
 mb-rwc-tag      fail -DMC_ADVANCER -DMC_WCOLLECTS=0 -DMC_CHECK_TAG -DMC_TAG_GE_R
 mb-rwc-grace2   fail -DMC_ADVANCER -DMC_WCOLLECTS=1 -DMC_GRACE2
 fe-1r           pass -DMC_NO_MEMBARRIER -DMC_WCOLLECTS=3
