@@ -103,60 +103,45 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 	return rc;
 }
 
-CMAP_API int cmap_set(cmap_t *m, const void *key, size_t klen, const void *val,
-		      size_t vlen, void *old, size_t *old_len)
+/* The writes that store a value for a key (set, insert, replace): one
+ * argument check, one walk; they differ in the decision only. */
+static inline __attribute__((always_inline)) int
+store(cmap_t *m, ukind_t kind, const void *key, size_t klen, const void *val,
+      size_t vlen, void *out, size_t *out_len)
 {
-	int rc = check_op(m, key, klen, old, old_len);
+	int rc = check_op(m, key, klen, out, out_len);
 	if (rc == CMAP_OK)
 		rc = cmap__check_val(m, val, vlen);
 	if (rc != CMAP_OK)
 		return rc;
-	upd_t u = {.kind = U_SET,
+	upd_t u = {.kind = kind,
 		   .key = key,
 		   .klen = klen,
 		   .val = val,
 		   .vlen = vlen,
-		   .out = old,
-		   .out_len = old_len};
+		   .out = out,
+		   .out_len = out_len};
 	return write(m, &u);
+}
+
+CMAP_API int cmap_set(cmap_t *m, const void *key, size_t klen, const void *val,
+		      size_t vlen, void *old, size_t *old_len)
+{
+	return store(m, U_SET, key, klen, val, vlen, old, old_len);
 }
 
 CMAP_API int cmap_insert(cmap_t *m, const void *key, size_t klen,
 			 const void *val, size_t vlen, void *cur,
 			 size_t *cur_len)
 {
-	int rc = check_op(m, key, klen, cur, cur_len);
-	if (rc == CMAP_OK)
-		rc = cmap__check_val(m, val, vlen);
-	if (rc != CMAP_OK)
-		return rc;
-	upd_t u = {.kind = U_INSERT,
-		   .key = key,
-		   .klen = klen,
-		   .val = val,
-		   .vlen = vlen,
-		   .out = cur,
-		   .out_len = cur_len};
-	return write(m, &u);
+	return store(m, U_INSERT, key, klen, val, vlen, cur, cur_len);
 }
 
 CMAP_API int cmap_replace(cmap_t *m, const void *key, size_t klen,
 			  const void *val, size_t vlen, void *old,
 			  size_t *old_len)
 {
-	int rc = check_op(m, key, klen, old, old_len);
-	if (rc == CMAP_OK)
-		rc = cmap__check_val(m, val, vlen);
-	if (rc != CMAP_OK)
-		return rc;
-	upd_t u = {.kind = U_REPLACE,
-		   .key = key,
-		   .klen = klen,
-		   .val = val,
-		   .vlen = vlen,
-		   .out = old,
-		   .out_len = old_len};
-	return write(m, &u);
+	return store(m, U_REPLACE, key, klen, val, vlen, old, old_len);
 }
 
 CMAP_API int cmap_cas(cmap_t *m, const void *key, size_t klen,
