@@ -21,7 +21,20 @@
  * slot and a sequence number, and its bytes are derived from them, so every
  * set, get, get_with (and a nested get inside the callback), remove (with
  * and without the old value, with too small buffers for CMAP_ERANGE) and
- * get_batch is checked exactly.  A shared range per map is raced by all
+ * get_batch is checked exactly, and so are the read-modify-write calls
+ * (insert, replace, cas and remove_if with right and wrong expected values,
+ * compute answering SET, REMOVE, KEEP, ABORT, an invalid answer or a value
+ * of the wrong size, with a refused write from inside its function) and,
+ * on the fixed-size maps, set, insert and remove batches with repeated
+ * keys (var maps: refused), each result following the oracle in order.
+ * Walks run while every other worker writes: cmap_foreach (sometimes
+ * stopped early) and cursor slices (other operations, cmap_thread_exit
+ * included, between the slices), both sometimes writing own keys from the
+ * callback.  Every key and value seen must be well-formed, no key may be
+ * seen twice, and each own key not written during the walk must be seen
+ * exactly when present, with its exact value.  A worker's cmap_retain
+ * removes exactly its own keys that it marked (checked as a walk).  A
+ * shared range per map is raced by all
  * slots; there only well-formedness is checked (some slot wrote exactly
  * these bytes for exactly this key).  Also: cmap_defer_free (each callback
  * must run exactly once), cmap_collect, cmap_reclaim_stats (the epoch never
@@ -44,6 +57,9 @@
  * runs cmap_validate, compares cmap_len with the walk and with the sum of
  * the oracles plus the shared keys found, reads every oracle key back, and
  * for the destructor maps checks created == destroyed + handed out + live,
+ * (before the checks, in every other phase, the main thread retains an
+ * eighth of the own keys away, checking every entry against the oracles,
+ * or clears one map, and the oracles follow),
  * for keys and values; every deferred callback has run.  Then RSS
  * (/proc/self/statm) is sampled.  The maps are bounded (the key ranges are
  * fixed), so after a warm-up (--warmup-secs, default 10 % of the run and
@@ -396,6 +412,14 @@ struct slot {
 	uint64_t incarnation;
 	uint64_t ops;
 	uint64_t defers;
+	/* The new API's figures (reported at the end). */
+	uint64_t rmw, batches, walks, walked, retains, retained;
+	/* Inside a walk's callback: no cmap_thread_exit. */
+	bool in_cb;
+	/* During a walk of map dirty_mi: own keys written meanwhile (their
+	 * visits are checked only for well-formedness and at most once). */
+	unsigned char *dirty;
+	int dirty_mi;
 	uint64_t epoch_seen[NMAPS];
 	struct oracle o[NMAPS];
 };
@@ -625,7 +649,7 @@ static void op_own(struct slot *s, int mi, uint64_t x)
 			     (unsigned long long)gs.epoch);
 		s->epoch_seen[mi] = gs.epoch;
 		(void)cmap_len(m);
-	} else if ((y >> 20) % 50 == 0) {
+	} else if (!s->in_cb && (y >> 20) % 50 == 0) {
 		/* Leave every map mid-run; the next call joins again. */
 		cmap_thread_exit();
 	}
@@ -703,6 +727,527 @@ static void op_shared(struct slot *s, int mi, uint64_t x)
 	}
 }
 
+/* ---- the read-modify-write calls, batches and walks on own keys ------- */
+
+/* Own key i of map mi now holds tag (a value copied in), or is gone.  Every
+ * oracle change of op_rmw, op_walk and op_retain goes through these, so a
+ * walk in progress learns which own keys were written during it. */
+static void own_store(struct slot *s, int mi, uint32_t i, uint64_t tag)
+{
+	struct oracle *o = &s->o[mi];
+	o->count += !o->has[i];
+	o->inserts += !o->has[i];
+	o->has[i] = 1;
+	o->tag[i] = tag;
+	o->created++;
+	if (s->dirty && s->dirty_mi == mi)
+		s->dirty[i] = 1;
+}
+
+static void own_drop(struct slot *s, int mi, uint32_t i)
+{
+	struct oracle *o = &s->o[mi];
+	o->count -= o->has[i];
+	o->has[i] = 0;
+	if (s->dirty && s->dirty_mi == mi)
+		s->dirty[i] = 1;
+}
+
+/* The value buf (length *lenp, when known) is own key i's, as the oracle
+ * says? */
+static void own_val_check(struct slot *s, int mi, uint32_t i,
+			  const unsigned char *buf, const size_t *lenp,
+			  const char *what, int rc)
+{
+	unsigned char vb[VMAX];
+	size_t n = val_make(mi, s->o[mi].tag[i], vb);
+	if (memcmp(buf, vb, n) || (lenp && *lenp != n))
+		own_fail(s, mi, i, what, rc);
+}
+
+struct compute_ctx {
+	struct slot *s;
+	int mi;
+	uint32_t i;
+	int act; /* the answer: a CMAP_COMPUTE_* or an invalid one */
+	const unsigned char *val;
+	size_t vlen;
+	bool nested_write; /* try a write to the same map: refused */
+	int runs;
+	bool bad;
+};
+
+/* Sees own key i (which only we write, so every run sees the oracle's
+ * value); side effects only on ctx, as the rules say. */
+static int compute_cb(const void *key, size_t klen, const void *cur,
+		      size_t cur_len, const void **val, size_t *vlen, void *ctx)
+{
+	struct compute_ctx *c = ctx;
+	const struct oracle *o = &c->s->o[c->mi];
+	unsigned char kb[KMAX], vb[VMAX];
+	size_t kl = key_make(c->mi, own_id(c->s->id, c->i), kb);
+	c->runs++;
+	c->bad |= klen != kl || memcmp(key, kb, kl) != 0;
+	if (o->has[c->i]) {
+		size_t n = val_make(c->mi, o->tag[c->i], vb);
+		c->bad |= !cur || cur_len != n || memcmp(cur, vb, n) != 0;
+	} else {
+		c->bad |= cur != NULL || cur_len != 0;
+	}
+	c->bad |= *val != NULL || *vlen != 0;
+	if (c->nested_write) {
+		size_t skl = key_make(c->mi, 0, kb);
+		size_t svl =
+		    val_make(c->mi, tag_make(c->mi, 0, c->s->id, 0), vb);
+		c->bad |= cmap_set(maps[c->mi], kb, skl, vb, svl, NULL, NULL) !=
+			  CMAP_EINVAL;
+	}
+	if (c->act == CMAP_COMPUTE_SET) {
+		*val = c->val;
+		*vlen = c->vlen;
+	}
+	return c->act;
+}
+
+/* A batch of own keys (fixed-size maps): set, insert or remove, with
+ * repeated keys; the oracle follows the keys in order. */
+static void op_batch(struct slot *s, int mi, uint32_t i, uint64_t y)
+{
+	const struct mapspec *sp = &specs[mi];
+	cmap_t *m = maps[mi];
+	struct oracle *o = &s->o[mi];
+	unsigned kind = (unsigned)(y >> 44) % 3;
+	if (sp->ks == 0 || sp->vs == 0) {
+		unsigned char kb[KMAX], vb[VMAX];
+		size_t kl = key_make(mi, own_id(s->id, i), kb);
+		val_make(mi, tag_make(mi, own_id(s->id, i), s->id, 0), vb);
+		(void)kl;
+		long rc = kind == 0   ? cmap_set_batch(m, kb, vb, 1, NULL)
+			  : kind == 1 ? cmap_insert_batch(m, kb, vb, 1, NULL)
+				      : cmap_remove_batch(m, kb, 1, NULL);
+		if (rc != CMAP_EINVAL)
+			own_fail(s, mi, i, "batch on a var map", (int)rc);
+		return;
+	}
+	unsigned n = 1 + (unsigned)(y >> 32) % BATCH_MAX;
+	uint32_t idx[BATCH_MAX];
+	uint64_t tags[BATCH_MAX];
+	unsigned char keys[BATCH_MAX * 16], vals[BATCH_MAX * 24];
+	int res[BATCH_MAX];
+	bool want_res = (y >> 48 & 7) != 0;
+	for (unsigned j = 0; j < n; j++) {
+		uint64_t z = rng_next(&s->rng);
+		/* A quarter of the batches repeat keys. */
+		idx[j] = j == 0		      ? i
+			 : (y >> 40 & 3) == 0 ? idx[z % j]
+					      : (uint32_t)(z % sp->span);
+		key_make(mi, own_id(s->id, idx[j]), keys + j * sp->ks);
+		tags[j] = tag_make(mi, own_id(s->id, idx[j]), s->id, ++s->seq);
+		val_make(mi, tags[j], vals + j * sp->vs);
+		res[j] = 99;
+	}
+	long got =
+	    kind == 0 ? cmap_set_batch(m, keys, vals, n, want_res ? res : NULL)
+	    : kind == 1
+		? cmap_insert_batch(m, keys, vals, n, want_res ? res : NULL)
+		: cmap_remove_batch(m, keys, n, want_res ? res : NULL);
+	long want = 0;
+	for (unsigned j = 0; j < n; j++) {
+		uint32_t k = idx[j];
+		bool has = o->has[k];
+		int exp;
+		if (kind == 0) {
+			exp = has ? CMAP_REPLACED : CMAP_OK;
+			own_store(s, mi, k, tags[j]);
+			want++;
+		} else if (kind == 1) {
+			exp = has ? CMAP_EXISTS : CMAP_OK;
+			if (!has) {
+				own_store(s, mi, k, tags[j]);
+				want++;
+			}
+		} else {
+			exp = has ? CMAP_OK : CMAP_NOT_FOUND;
+			if (has) {
+				own_drop(s, mi, k);
+				want++;
+			}
+		}
+		if (want_res && res[j] != exp)
+			own_fail(s, mi, k,
+				 kind == 0   ? "set_batch's result"
+				 : kind == 1 ? "insert_batch's result"
+					     : "remove_batch's result",
+				 res[j]);
+	}
+	if (got != want)
+		own_fail(s, mi, i,
+			 kind == 0   ? "set_batch's count"
+			 : kind == 1 ? "insert_batch's count"
+				     : "remove_batch's count",
+			 (int)got);
+	s->batches++;
+}
+
+/* One read-modify-write call on own key i of map mi, checked exactly:
+ * insert, replace, cas, remove_if, compute (SET, REMOVE, KEEP, ABORT, an
+ * invalid answer, a value of the wrong size), or a batch. */
+static void op_rmw(struct slot *s, int mi, uint64_t x)
+{
+	const struct mapspec *sp = &specs[mi];
+	cmap_t *m = maps[mi];
+	struct oracle *o = &s->o[mi];
+	uint32_t i = (uint32_t)(x % sp->span);
+	uint64_t id = own_id(s->id, i);
+	unsigned char kb[KMAX], vb[VMAX], ob[VMAX], eb[VMAX];
+	size_t kl = key_make(mi, id, kb);
+	bool has = o->has[i];
+	size_t wlen = has ? val_len(mi, o->tag[i]) : 0;
+	uint64_t y = rng_next(&s->rng);
+	unsigned r = (unsigned)(y >> 24) % 100;
+	/* An output buffer: a length is required for variable-length values
+	 * and optional for fixed ones; sometimes too small (CMAP_ERANGE). */
+	bool want_out = y >> 30 & 1;
+	bool small = want_out && !sp->vs && has && (y >> 8 & 7) == 0;
+	size_t ol = small ? (y >> 12) % wlen : VMAX;
+	size_t *olp = !sp->vs || (y >> 21 & 1) ? &ol : NULL;
+	int rc;
+	s->rmw++;
+
+	if (r < 18) { /* insert */
+		uint64_t tag = tag_make(mi, id, s->id, ++s->seq);
+		size_t vl = val_make(mi, tag, vb);
+		rc = cmap_insert(m, kb, kl, vb, vl, want_out ? ob : NULL,
+				 want_out ? olp : NULL);
+		if (small) {
+			if (rc != CMAP_ERANGE || ol != wlen)
+				own_fail(s, mi, i,
+					 "insert with a small cur buffer", rc);
+			return;
+		}
+		if (rc != (has ? CMAP_EXISTS : CMAP_OK))
+			own_fail(s, mi, i, "insert", rc);
+		if (has && want_out)
+			own_val_check(s, mi, i, ob, olp, "insert's cur value",
+				      rc);
+		if (!has)
+			own_store(s, mi, i, tag);
+	} else if (r < 33) { /* replace */
+		uint64_t tag = tag_make(mi, id, s->id, ++s->seq);
+		size_t vl = val_make(mi, tag, vb);
+		rc = cmap_replace(m, kb, kl, vb, vl, want_out ? ob : NULL,
+				  want_out ? olp : NULL);
+		if (small) {
+			if (rc != CMAP_ERANGE || ol != wlen)
+				own_fail(s, mi, i,
+					 "replace with a small old buffer", rc);
+			return;
+		}
+		if (rc != (has ? CMAP_REPLACED : CMAP_NOT_FOUND))
+			own_fail(s, mi, i, "replace", rc);
+		if (has) {
+			if (want_out) {
+				own_val_check(s, mi, i, ob, olp,
+					      "replace's old value", rc);
+				o->handed++;
+			}
+			own_store(s, mi, i, tag);
+		}
+	} else if (r < 53) { /* cas: right or wrong expected value */
+		bool right = has && (y >> 36 & 3) != 0;
+		uint64_t etag = right ? o->tag[i] : tag_make(mi, id, s->id, 0);
+		size_t el = val_make(mi, etag, eb);
+		uint64_t tag = tag_make(mi, id, s->id, ++s->seq);
+		size_t vl = val_make(mi, tag, vb);
+		ol = VMAX; /* no small cur buffer here */
+		rc = cmap_cas(m, kb, kl, eb, el, vb, vl, want_out ? ob : NULL,
+			      want_out ? olp : NULL);
+		if (rc != (!has	   ? CMAP_NOT_FOUND
+			   : right ? CMAP_REPLACED
+				   : CMAP_MISMATCH))
+			own_fail(s, mi, i, right ? "cas" : "cas (mismatch)",
+				 rc);
+		if (rc == CMAP_MISMATCH && want_out)
+			own_val_check(s, mi, i, ob, olp, "cas's cur value", rc);
+		if (rc == CMAP_REPLACED)
+			own_store(s, mi, i, tag);
+	} else if (r < 68) { /* remove_if */
+		bool right = has && (y >> 36 & 3) != 0;
+		uint64_t etag = right ? o->tag[i] : tag_make(mi, id, s->id, 0);
+		size_t el = val_make(mi, etag, eb);
+		rc = cmap_remove_if(m, kb, kl, eb, el);
+		if (rc != (!has	   ? CMAP_NOT_FOUND
+			   : right ? CMAP_OK
+				   : CMAP_MISMATCH))
+			own_fail(s, mi, i,
+				 right ? "remove_if" : "remove_if (mismatch)",
+				 rc);
+		if (rc == CMAP_OK)
+			own_drop(s, mi, i);
+	} else if (r < 90) { /* compute */
+		unsigned a = (unsigned)(y >> 36) % 20;
+		uint64_t tag = tag_make(mi, id, s->id, ++s->seq);
+		struct compute_ctx c = {s,
+					mi,
+					i,
+					0,
+					vb,
+					val_make(mi, tag, vb),
+					(y >> 44 & 15) == 0,
+					0,
+					false};
+		int want;
+		if (a < 8) {
+			c.act = CMAP_COMPUTE_SET;
+			want = has ? CMAP_REPLACED : CMAP_OK;
+			if (sp->vs && a == 0) { /* a value of the wrong size */
+				c.vlen = sp->vs + 1;
+				want = CMAP_EVALLEN;
+			}
+		} else if (a < 13) {
+			c.act = CMAP_COMPUTE_REMOVE;
+			want = has ? CMAP_REMOVED : CMAP_UNCHANGED;
+		} else if (a < 17) {
+			c.act = CMAP_COMPUTE_KEEP;
+			want = CMAP_UNCHANGED;
+		} else if (a < 19) {
+			c.act = CMAP_COMPUTE_ABORT;
+			want = CMAP_ABORTED;
+		} else {
+			c.act = 42; /* not an answer */
+			want = CMAP_EINVAL;
+		}
+		rc = cmap_compute(m, kb, kl, compute_cb, &c);
+		if (rc != want || c.runs < 1 || c.bad)
+			own_fail(s, mi, i,
+				 c.bad ? "compute's function saw a wrong "
+					 "key or value, or a write was not "
+					 "refused"
+				       : "compute",
+				 rc);
+		if (rc == CMAP_OK || rc == CMAP_REPLACED)
+			own_store(s, mi, i, tag);
+		else if (rc == CMAP_REMOVED)
+			own_drop(s, mi, i);
+	} else {
+		op_batch(s, mi, i, y);
+	}
+}
+
+/* Index of key id in a walk's table of seen keys: the slots' ranges, then
+ * the shared keys. */
+static size_t seen_index(int mi, uint64_t id)
+{
+	const struct mapspec *sp = &specs[mi];
+	uint64_t w = id >> 32, i = id & 0xffffffffu;
+	if (w == 0 ? i >= sp->nshared : w > opt.threads || i >= sp->span)
+		fail("%s: a walk found key id %llx, which nobody writes",
+		     sp->name, (unsigned long long)id);
+	return w == 0 ? (size_t)opt.threads * sp->span + i
+		      : (size_t)(w - 1) * sp->span + i;
+}
+
+struct walk_ctx {
+	struct slot *s;
+	int mi;
+	unsigned char *seen; /* visits per key (seen_index) */
+	long calls;
+	long stop_at; /* > 0: the callback stops the walk at this visit */
+	bool writes;  /* write own keys from the callback sometimes */
+	bool retain;  /* a retain predicate: removes own keys in mark */
+	const unsigned char *mark;
+};
+
+/* Every entry: a well-formed key and value, no key twice; own keys not
+ * written during the walk hold exactly the oracle's value. */
+static int walk_cb(const void *key, size_t klen, const void *val, size_t vlen,
+		   void *ctx)
+{
+	struct walk_ctx *w = ctx;
+	struct slot *s = w->s;
+	const struct mapspec *sp = &specs[w->mi];
+	uint64_t id;
+	w->calls++;
+	if (!key_ok(w->mi, key, klen))
+		fail("%s: slot %u: a walk found a malformed key (len %zu)",
+		     sp->name, s->id, klen);
+	memcpy(&id, key, 8);
+	if (!val_ok(w->mi, id, val, vlen))
+		fail("%s: slot %u: a walk found a malformed value for key "
+		     "%llx",
+		     sp->name, s->id, (unsigned long long)id);
+	if (w->seen[seen_index(w->mi, id)]++)
+		fail("%s: slot %u: a %s visited key %llx twice", sp->name,
+		     s->id, w->retain ? "retain" : "walk",
+		     (unsigned long long)id);
+	bool own = id >> 32 == (uint64_t)s->id + 1;
+	uint32_t i = (uint32_t)id;
+	if (own && !(s->dirty && s->dirty[i])) {
+		if (!s->o[w->mi].has[i])
+			own_fail(s, w->mi, i, "walk found an absent own key",
+				 0);
+		own_val_check(s, w->mi, i, val, &vlen, "walk's value", 0);
+	}
+	if (w->retain)
+		return !(own && w->mark[i]);
+	if (w->writes && (rng_next(&s->rng) & 31) == 0) {
+		/* Write own keys mid-walk (allowed in a callback). */
+		uint64_t x = rng_next(&s->rng);
+		if (x >> 60 & 1) {
+			s->dirty[x % sp->span] = 1;
+			op_own(s, w->mi, x);
+		} else {
+			op_rmw(s, w->mi, x);
+		}
+	}
+	return w->stop_at && w->calls == w->stop_at;
+}
+
+/* After a complete walk: each own key not written during it was visited
+ * exactly when present. */
+static void walk_check_own(struct slot *s, int mi, const unsigned char *seen)
+{
+	const struct mapspec *sp = &specs[mi];
+	const unsigned char *mine = seen + (size_t)s->id * sp->span;
+	for (uint32_t i = 0; i < sp->span; i++)
+		if (!s->dirty[i] && mine[i] != s->o[mi].has[i])
+			own_fail(s, mi, i,
+				 mine[i] ? "walk visited an absent key"
+					 : "walk missed a stable key",
+				 mine[i]);
+}
+
+/* A walk of map mi, by cmap_foreach or in cursor slices, while the other
+ * workers write (and, sometimes, we do: from the callback or between
+ * slices). */
+static void op_walk(struct slot *s, int mi, uint64_t y)
+{
+	const struct mapspec *sp = &specs[mi];
+	cmap_t *m = maps[mi];
+	size_t nkeys = (size_t)(opt.threads + 1) * sp->span;
+	struct walk_ctx w = {s,	    mi,	 calloc(nkeys, 1), 0, 0, (y & 3) == 0,
+			     false, NULL};
+	s->dirty = calloc(sp->span, 1);
+	if (!w.seen || !s->dirty)
+		fail("out of memory");
+	s->dirty_mi = mi;
+	if (y >> 2 & 1) {
+		if ((y >> 3 & 7) == 0)
+			w.stop_at = 1 + (long)((y >> 8) % 512);
+		s->in_cb = true;
+		long got = cmap_foreach(m, walk_cb, &w);
+		s->in_cb = false;
+		if (got != w.calls || (w.stop_at && got > w.stop_at))
+			fail("%s: slot %u: cmap_foreach returned %ld for %ld "
+			     "visits (stop at %ld)",
+			     sp->name, s->id, got, w.calls, w.stop_at);
+		if (!w.stop_at || got < w.stop_at)
+			walk_check_own(s, mi, w.seen);
+	} else {
+		cmap_cursor_t c = CMAP_CURSOR_INIT;
+		for (unsigned slices = 0; !c.done; slices++) {
+			size_t max = 1 + rng_next(&s->rng) % 300;
+			long before = w.calls;
+			s->in_cb = true;
+			long got = cmap_cursor_next(m, &c, max, walk_cb, &w);
+			s->in_cb = false;
+			/* Keys sharing a full hash come together. */
+			if (got != w.calls - before ||
+			    (mi != M_COLLIDE && got > (long)max))
+				fail("%s: slot %u: cmap_cursor_next returned "
+				     "%ld for %ld visits (max %zu)",
+				     sp->name, s->id, got, w.calls - before,
+				     max);
+			if (slices > 1000000)
+				fail("%s: slot %u: a cursor walk does not end",
+				     sp->name, s->id);
+			/* Between slices: other operations, thread exit
+			 * included (a cursor is tied to no thread). */
+			if (!c.done && (rng_next(&s->rng) & 7) == 0) {
+				uint64_t x = rng_next(&s->rng);
+				if (x >> 60 & 1) {
+					s->dirty[x % sp->span] = 1;
+					op_own(s, mi, x);
+				} else {
+					op_rmw(s, mi, x);
+				}
+			}
+		}
+		if (cmap_cursor_next(m, &c, 1, walk_cb, &w) != 0)
+			fail("%s: cmap_cursor_next after the end", sp->name);
+		walk_check_own(s, mi, w.seen);
+	}
+	s->walks++;
+	s->walked += (uint64_t)w.calls;
+	free(w.seen);
+	free(s->dirty);
+	s->dirty = NULL;
+}
+
+/* cmap_retain by a worker: remove the own keys marked, keep every other
+ * key (others' and shared ones, raced meanwhile). */
+static void op_retain(struct slot *s, int mi, uint64_t y)
+{
+	const struct mapspec *sp = &specs[mi];
+	struct oracle *o = &s->o[mi];
+	size_t nkeys = (size_t)(opt.threads + 1) * sp->span;
+	unsigned char *mark = calloc(sp->span, 1);
+	struct walk_ctx w = {s, mi, calloc(nkeys, 1), 0, 0, false, true, mark};
+	if (!w.seen || !mark)
+		fail("out of memory");
+	unsigned shift = 1 + (unsigned)(y % 4); /* 1/2 .. 1/16 of them */
+	long want = 0;
+	for (uint32_t i = 0; i < sp->span; i++) {
+		mark[i] = (rng_next(&s->rng) & ((1u << shift) - 1)) == 0;
+		want += mark[i] && o->has[i];
+	}
+	s->in_cb = true;
+	long got = cmap_retain(maps[mi], walk_cb, &w);
+	s->in_cb = false;
+	if (got != want)
+		fail("%s: slot %u: cmap_retain removed %ld, %ld own keys "
+		     "marked",
+		     sp->name, s->id, got, want);
+	/* The predicate saw every own key exactly when present. */
+	s->dirty = calloc(sp->span, 1);
+	if (!s->dirty)
+		fail("out of memory");
+	walk_check_own(s, mi, w.seen);
+	free(s->dirty);
+	s->dirty = NULL;
+	for (uint32_t i = 0; i < sp->span; i++)
+		if (mark[i] && o->has[i]) {
+			size_t kl;
+			unsigned char kb[KMAX];
+			unsigned char gb[VMAX];
+			size_t gl = VMAX;
+			own_drop(s, mi, i);
+			kl = key_make(mi, own_id(s->id, i), kb);
+			if (cmap_get(maps[mi], kb, kl, gb, &gl) !=
+			    CMAP_NOT_FOUND)
+				own_fail(s, mi, i, "retained key still there",
+					 0);
+		}
+	s->retains++;
+	s->retained += (uint64_t)got;
+	free(w.seen);
+	free(mark);
+}
+
+/* The new API's calls on own keys: mostly single-key read-modify-writes
+ * and batches, now and then a walk or a retain of the whole map. */
+static void op_new(struct slot *s, int mi, uint64_t x)
+{
+	uint64_t y = rng_next(&s->rng);
+	unsigned r = (unsigned)(y % 1000);
+	if (r < 4)
+		op_walk(s, mi, y >> 10);
+	else if (r < 5)
+		op_retain(s, mi, y >> 10);
+	else
+		op_rmw(s, mi, x);
+}
+
 /* A quiescent phase, the worker's side: stop, empty our own garbage while
  * every other worker is stopped too (so nothing holds the epoch back), let
  * the main thread check, resume. */
@@ -742,6 +1287,8 @@ static void *worker(void *arg)
 		int mi = (int)pick_map(x);
 		if ((x >> 32) % 5 == 0)
 			op_shared(s, mi, x >> 8);
+		else if ((x >> 35) % 6 == 0)
+			op_new(s, mi, x >> 8);
 		else
 			op_own(s, mi, x >> 8);
 		s->ops++;
@@ -816,6 +1363,7 @@ struct phase_stats {
 	size_t max_records;
 	size_t in_use, reserved; /* bytes, all maps (cmap_validate) */
 	size_t map_in_use[NMAPS], map_reserved[NMAPS];
+	uint64_t clears, retained; /* by the main thread, all phases */
 	double rss;
 };
 
@@ -944,9 +1492,104 @@ static void check_defers(void)
 		     (unsigned long long)made, (unsigned long long)run);
 }
 
+/* The main thread's retain in a quiescent phase: every entry checked
+ * against the oracles, and the own keys of every slot that a phase-keyed
+ * hash picks removed (an eighth of them). */
+struct main_retain {
+	int mi;
+	unsigned phase;
+	unsigned char *seen;
+	long want;
+};
+
+static bool main_retain_picks(const struct main_retain *c, uint64_t id)
+{
+	return (mix(id ^ (uint64_t)c->phase << 40) & 7) == 0;
+}
+
+static int main_retain_cb(const void *key, size_t klen, const void *val,
+			  size_t vlen, void *ctx)
+{
+	struct main_retain *c = ctx;
+	const struct mapspec *sp = &specs[c->mi];
+	uint64_t id;
+	if (!key_ok(c->mi, key, klen))
+		fail("%s: quiescent retain: a malformed key", sp->name);
+	memcpy(&id, key, 8);
+	if (!val_ok(c->mi, id, val, vlen))
+		fail("%s: quiescent retain: a malformed value", sp->name);
+	if (c->seen[seen_index(c->mi, id)]++)
+		fail("%s: quiescent retain visited key %llx twice", sp->name,
+		     (unsigned long long)id);
+	if (id >> 32 == 0)
+		return 1; /* shared keys stay */
+	struct slot *s = &slots[(id >> 32) - 1];
+	uint32_t i = (uint32_t)id;
+	if (!s->o[c->mi].has[i])
+		own_fail(s, c->mi, i, "quiescent retain found an absent key",
+			 0);
+	own_val_check(s, c->mi, i, val, &vlen, "quiescent retain's value", 0);
+	return !main_retain_picks(c, id);
+}
+
+/* In some phases, before the checks, the main thread (the workers
+ * stopped) retains or clears one map, and the oracles follow. */
+static void phase_writes(struct phase_stats *ps)
+{
+	static unsigned done_phase; /* the final check repeats a phase's */
+	unsigned phase = atomic_load(&g_phase_no);
+	if (phase == done_phase)
+		return;
+	done_phase = phase;
+	int mi = (int)(phase / 2 % NMAPS);
+	const struct mapspec *sp = &specs[mi];
+	if (phase % 2 == 0 || !maps[mi])
+		return;
+	if (phase % 4 == 1) {
+		struct main_retain c = {
+		    mi, phase, calloc((size_t)(opt.threads + 1) * sp->span, 1),
+		    0};
+		if (!c.seen)
+			fail("out of memory");
+		for (unsigned w = 0; w < opt.threads; w++)
+			for (uint32_t i = 0; i < sp->span; i++)
+				c.want += slots[w].o[mi].has[i] &&
+					  main_retain_picks(&c, own_id(w, i));
+		atomic_store(&g_stage, "quiescent retain");
+		long got = cmap_retain(maps[mi], main_retain_cb, &c);
+		if (got != c.want)
+			fail("%s: quiescent cmap_retain removed %ld, the "
+			     "oracles say %ld",
+			     sp->name, got, c.want);
+		for (unsigned w = 0; w < opt.threads; w++)
+			for (uint32_t i = 0; i < sp->span; i++)
+				if (slots[w].o[mi].has[i] &&
+				    main_retain_picks(&c, own_id(w, i))) {
+					slots[w].o[mi].has[i] = 0;
+					slots[w].o[mi].count--;
+				}
+		free(c.seen);
+		ps->retained += (uint64_t)got;
+	} else {
+		atomic_store(&g_stage, "quiescent clear");
+		size_t len = cmap_len(maps[mi]);
+		long got = cmap_clear(maps[mi]);
+		if (got < 0 || (size_t)got != len || cmap_len(maps[mi]) != 0)
+			fail("%s: quiescent cmap_clear removed %ld of %zu, "
+			     "%zu left",
+			     sp->name, got, len, cmap_len(maps[mi]));
+		for (unsigned w = 0; w < opt.threads; w++) {
+			memset(slots[w].o[mi].has, 0, sp->span);
+			slots[w].o[mi].count = 0;
+		}
+		ps->clears++;
+	}
+}
+
 static void check_all(struct phase_stats *ps)
 {
 	ps->in_use = ps->reserved = 0;
+	phase_writes(ps);
 	for (int mi = 0; mi < NMAPS; mi++)
 		if (maps[mi])
 			check_map(mi, ps);
@@ -1302,6 +1945,23 @@ int main(int argc, char **argv)
 	       (unsigned long long)churns,
 	       (unsigned long long)atomic_load(&g_defer_run), rss_first,
 	       rss_base, rss_last, rss_max);
+	uint64_t rmw = 0, batches = 0, walks = 0, walked = 0, retains = 0,
+		 retained = 0;
+	for (unsigned w = 0; w < opt.threads; w++) {
+		rmw += slots[w].rmw;
+		batches += slots[w].batches;
+		walks += slots[w].walks;
+		walked += slots[w].walked;
+		retains += slots[w].retains;
+		retained += slots[w].retained;
+	}
+	printf("soak: %llu read-modify-writes (%llu batches), %llu walks "
+	       "(%llu entries), %llu retains (%llu own keys removed); "
+	       "quiescent: %llu clears, %llu keys retained away\n",
+	       (unsigned long long)rmw, (unsigned long long)batches,
+	       (unsigned long long)walks, (unsigned long long)walked,
+	       (unsigned long long)retains, (unsigned long long)retained,
+	       (unsigned long long)ps.clears, (unsigned long long)ps.retained);
 	if (rss_breach[0])
 		fail("%s", rss_breach);
 	printf("soak: PASS\n");
