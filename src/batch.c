@@ -193,7 +193,7 @@ CMAP_API long cmap_insert_batch(cmap_t *m, const void *keys, const void *vals,
 	scratch = c->alloc(c->alloc_ctx, most * sizeof *e, 16);
 	if (!e || !scratch)
 		goto out;
-	bulk_t bk = {keys, vals, results, 0};
+	bulk_t bk = {keys, vals, results, 0, h, n, 0};
 	for (unsigned ix = 0; ix < FANOUT; ix++) {
 		uint32_t g = start[ix + 1] - start[ix];
 		if (!g)

@@ -1056,6 +1056,25 @@ static uintptr_t bulk_build(cmap_t *m, rec_t *r, bulk_t *bk, belem_t *e,
 	return tag_bucket(b);
 }
 
+/*
+ * bulk_build leaves its input array permuted and partly overwritten (the
+ * partitions ping-pong through it, and leaves are not copied back): after
+ * a lost CAS or an allocation failure, refill run[0, cnt) with the keys
+ * under the slot (those sharing run's hash bits of levels 0..d), in input
+ * order, so the fallback sees each key once and the first copy first.  A
+ * scan of every input hash: only on this rare path.
+ */
+static void reload(bulk_t *bk, belem_t *run, uint32_t cnt, unsigned d)
+{
+	unsigned bits = BITS * (d + 1);
+	uint64_t mask = bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << bits) - 1;
+	uint64_t want = bk->pfx & mask;
+	uint32_t k = 0;
+	for (size_t i = 0; i < bk->n && k < cnt; i++)
+		if ((bk->h[i] & mask) == want)
+			run[k++] = (belem_t){bk->h[i], (uint32_t)i, 0};
+}
+
 /* One insert, as cmap_insert: the fallback where no empty slot takes a
  * whole subtree. */
 static void bulk_one(cmap_t *m, rec_t *r, bulk_t *bk, const belem_t *x)
@@ -1084,13 +1103,15 @@ void cmap__bulk(cmap_t *m, rec_t *r, bulk_t *bk, inner_t *node, unsigned d,
 		uint32_t cnt = start[ix + 1] - start[ix];
 		if (!cnt)
 			continue;
+		bk->pfx = run[0].h; /* run is intact until bulk_build */
 		_Atomic(uintptr_t) *sp = &node->slot[ix];
 		/* Acquire: pairs with the CAS that published the node. */
 		uintptr_t v = ld_acquire(sp);
-		bool published = false;
+		bool published = false, built = false;
 		while (!v && !published) {
 			bool oom = false;
 			long added = bk->added;
+			built = true;
 			uintptr_t nv =
 			    bulk_build(m, r, bk, run, room, cnt, d + 1, &oom);
 			if (oom) {
@@ -1110,6 +1131,8 @@ void cmap__bulk(cmap_t *m, rec_t *r, bulk_t *bk, inner_t *node, unsigned d,
 		}
 		if (published)
 			continue;
+		if (built)
+			reload(bk, run, cnt, d);
 		if (v && !is_frozen(v) && !is_bucket(v) && d < LAST_LEVEL)
 			cmap__bulk(m, r, bk, as_inner(v), d + 1, run, room,
 				   cnt);

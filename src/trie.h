@@ -260,6 +260,9 @@ typedef struct bulk {
 	const unsigned char *keys, *vals;
 	int *res;
 	long added;
+	const uint64_t *h; /* every input key's hash, n of them */
+	size_t n;
+	uint64_t pfx; /* a hash under the slot being filled (reload) */
 } bulk_t;
 
 /* Insert e[0, n), all of whose hashes lead to node (at level d), as
