@@ -758,6 +758,11 @@ static bool null_len_ok(void)
 }
 
 static void heal(unsigned id, unsigned v);
+static void heal_path(unsigned id, unsigned v);
+/* After several keys' paths were healed: only now must the map validate
+ * (a removal that skipped its contraction leaves its own path
+ * contractible until that path is healed too). */
+static void validate_healed(void);
 
 /* cmap_set (is_set: value length from lb) or cmap_remove of one key.
  * flags: bit 0 old, bits 1-2 its capacity, 3 old_len with fixed values,
@@ -867,11 +872,25 @@ static void op_remove(unsigned id, unsigned v, unsigned f)
 /* A remove that absorbed an allocation failure may have skipped its
  * contraction: insert and remove the key again without failures, after
  * which the map must validate. */
-static void heal(unsigned id, unsigned v)
+static void heal_path(unsigned id, unsigned v)
 {
 	A.suspend++;
 	op_set(id, v, 0, id);
 	op_remove(id, v, 0);
+	A.suspend--;
+}
+
+static void validate_healed(void)
+{
+	A.suspend++;
+	validate_ok();
+	A.suspend--;
+}
+
+static void heal(unsigned id, unsigned v)
+{
+	heal_path(id, v);
+	A.suspend++;
 	validate_ok();
 	A.suspend--;
 }
@@ -1266,7 +1285,8 @@ static void op_wbatch(unsigned f)
 		 * contraction */
 		for (size_t i = 0; i < n; i++)
 			if (removed[i] && !ent_of(ids[i], vs[i])->present)
-				heal(ids[i], vs[i]);
+				heal_path(ids[i], vs[i]);
+		validate_healed();
 	}
 }
 
@@ -2445,7 +2465,8 @@ static void op_retain(unsigned f)
 		 * contraction */
 		for (unsigned i = 0; i < NSLOTS; i++)
 			if (x->visits[i] && !S.model[i].present)
-				heal(i / NVAR, S.model[i].variant);
+				heal_path(i / NVAR, S.model[i].variant);
+		validate_healed();
 	}
 	free(x);
 }
