@@ -595,18 +595,6 @@ static size_t free_some(cmap_t *m, rec_t *r, bag_t *b, size_t budget)
 	return k;
 }
 
-/* The retire slow path: bag b is to take epoch g's items but holds those
- * of epoch g - NBAGS or older (tags only grow, by coherence), whose grace
- * period is over.  They join the expired part, freed by later collects:
- * nothing is freed inside the operation. */
-void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g)
-{
-	(void)m;
-	(void)r;
-	b->old = b->n;
-	b->epoch = g;
-}
-
 /* One attempt to move E forward; returns the epoch now in force. */
 static uint64_t try_advance(cmap_t *m)
 {

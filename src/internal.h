@@ -348,7 +348,6 @@ rec_t *cmap__join(cmap_t *m);
 bool cmap__inside(const cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);
-void cmap__bag_renew(cmap_t *m, rec_t *r, bag_t *b, uint64_t g);
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
 
 /* Make room for k retirements in every bag before an operation, so that
@@ -483,8 +482,14 @@ static inline void cmap__retire(cmap_t *m, rec_t *r, void *p,
 	 * announced, minus one (epoch.c, header comment). */
 	uint64_t g = ld_seqcst(&m->epoch);
 	bag_t *b = &r->bags[g % NBAGS];
-	if (unlikely(b->epoch != g))
-		cmap__bag_renew(m, r, b, g);
+	if (unlikely(b->epoch != g)) {
+		/* The bag holds epoch g - NBAGS or older (tags only grow, by
+		 * coherence), whose grace period is over: those items join
+		 * the expired part, freed by later collects (epoch.c,
+		 * free_some), never inside an operation. */
+		b->old = b->n;
+		b->epoch = g;
+	}
 	b->items[b->n++] = (gitem_t){p, fn, aux};
 	st_relaxed(&r->pending, ld_relaxed(&r->pending) + 1);
 	r->since_collect++;
