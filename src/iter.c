@@ -24,9 +24,10 @@
  *
  * The thread stays inside one operation for a slice of at most SLICE
  * entries (or SLICE_SLOTS slots), then leaves, so reclamation is held back
- * by one slice, not by the walk.  Each bucket is found by a descent from
- * the root: nodes near the root stay in cache, and nothing of the trie is
- * kept across slices.
+ * by one slice, not by the walk (a foreach slice may end after, never
+ * inside, a bucket).  Within a slice the walk keeps its path and steps to
+ * the next slot in place; each slice starts with a descent from the root,
+ * so nothing of the trie is kept across slices.
  */
 #include "trie.h"
 
