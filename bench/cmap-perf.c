@@ -59,6 +59,8 @@ struct opts {
 	const char *workloads[MAX_PHASES];
 	unsigned nworkloads;
 	unsigned threads, batch;
+	bool cow; /* --copy-on-write: CMAP_COPY_ON_WRITE (an A/B of the
+		     in-place values in one binary) */
 	unsigned tlist[16], ntl; /* --threads 1,2,4: each, with --workloads */
 	bool contention, validate, json;
 	bool progress; /* stderr is a terminal and not --no-progress */
@@ -113,6 +115,7 @@ static void *c_create(uint64_t n)
 	cfg.key_size = 4;
 	cfg.val_size = 8;
 	cfg.hash = O.hash;
+	cfg.flags = O.cow ? CMAP_COPY_ON_WRITE : 0;
 	int rc = cmap_new(&M, &cfg);
 	return rc == CMAP_OK ? M : NULL;
 }
@@ -373,6 +376,9 @@ static void usage(FILE *f)
 	    "  --batch B       do gets, sets and removes B at a time with "
 	    "cmap_get_batch, cmap_set_batch and cmap_remove_batch "
 	    "(default 0: one by one)\n"
+	    "  --copy-on-write cmap with CMAP_COPY_ON_WRITE: every write "
+	    "copies\n"
+	    "                  its bucket (default: values change in place)\n"
 	    "  --hasher H      cmap's hasher: identity | xxh3 | city | mix\n"
 	    "                  (default identity; peers always use mix, the\n"
 	    "                  murmur3 64-bit finaliser)\n"
@@ -417,7 +423,8 @@ static void parse(int argc, char **argv)
 		LIST,
 		WORKLOADS,
 		OPS,
-		NO_PROGRESS
+		NO_PROGRESS,
+		COW
 	};
 	static const struct option lo[] = {{"loads", 1, 0, LOADS},
 					   {"gets", 1, 0, GETS},
@@ -436,6 +443,7 @@ static void parse(int argc, char **argv)
 					   {"workloads", 1, 0, WORKLOADS},
 					   {"ops", 1, 0, OPS},
 					   {"no-progress", 0, 0, NO_PROGRESS},
+					   {"copy-on-write", 0, 0, COW},
 					   {0, 0, 0, 0}};
 	O = (struct opts){.loads = 1000000,
 			  .threads = 1,
@@ -486,6 +494,9 @@ static void parse(int argc, char **argv)
 			break;
 		case NO_PROGRESS:
 			O.progress = false;
+			break;
+		case COW:
+			O.cow = true;
 			break;
 		case OPS:
 			O.ops = num("--ops", optarg, UINT32_MAX);

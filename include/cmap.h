@@ -5,7 +5,9 @@
  * cmap_get_with and cmap_remove on the same map at the same time, with no
  * locks and no per-map concurrency level.  The map is a hash array mapped
  * trie whose inner nodes are updated in place with compare-and-swap and
- * whose leaves ("buckets") are immutable and replaced copy-on-write.  Memory
+ * whose leaves ("buckets") are replaced copy-on-write (in maps with 8-byte
+ * values and no value destructor, a replace writes the value in place
+ * instead: see CMAP_COPY_ON_WRITE).  Memory
  * is reclaimed with the map's own epoch-based scheme (src/epoch.c).
  *
  * Guarantees (see docs/DESIGN.md for the linearization points):
@@ -20,7 +22,8 @@
  *  4. A successful cmap_set/cmap_remove happens-before any operation that
  *     observes its effect (release on publication, acquire on lookup).
  *  5. A value reached through cmap_get_with stays valid, unchanged, until the
- *     callback returns, even if the entry is replaced or removed meanwhile.
+ *     callback returns, even if the entry is replaced or removed meanwhile
+ *     (in a map whose values change in place, the callback gets a copy).
  *
  * Threads.  A thread joins a map on its first call (one short process-wide
  * mutex, once per thread and map) and leaves it at thread exit or when it
@@ -161,6 +164,13 @@ enum cmap_flags {
 	 * per-thread node pools (slower; exact per-node failure injection
 	 * and leak checking). */
 	CMAP_NO_POOL = 1u << 1,
+	/* Maps with 8-byte values and no val_dtor replace a present key's
+	 * value in place (one compare-and-swap on the value word, no copy,
+	 * allocation or retirement; docs/DESIGN.md, "In-place values"); their
+	 * cmap_get_with, cmap_foreach and cmap_compute callbacks see a copy of
+	 * the value.  This flag makes such a map copy its bucket on every
+	 * write instead, as every other map does. */
+	CMAP_COPY_ON_WRITE = 1u << 2,
 };
 
 /* Largest fixed key or value size, and largest variable-length item. */

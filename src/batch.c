@@ -78,9 +78,8 @@ CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
 				j = bucket_find(m, as_bucket(v[i]), h[i], k,
 						m->ks);
 			if (j >= 0) {
-				copy_item(vp + (base + i) * m->vs,
-					  bval(m, as_bucket(v[i]), (uint32_t)j),
-					  m->vs);
+				read_val(m, vp + (base + i) * m->vs,
+					 bval(m, as_bucket(v[i]), (uint32_t)j));
 				hits++;
 			}
 			if (found)

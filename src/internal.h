@@ -54,6 +54,16 @@
 	((void)(word), atomic_thread_fence(memory_order_seq_cst))
 #endif
 
+/* A spin-wait hint for the CPU. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* Model checking only (`make modelcheck`, GenMC): the macros above gain
  * the points where a membarrier may interrupt a reader.  Nothing changes in
  * any other build. */
@@ -118,17 +128,33 @@ typedef struct inner {
 } inner_t;
 
 /*
- * A bucket is immutable once published.  Fixed-size maps store n keys, then
- * n values; the key array is padded with zeros to a multiple of 16 bytes so
- * that lookups compare whole 16-byte groups without reading outside the
- * bucket.  Variable-length maps store n {hash, blob} pairs.  size is the
- * allocation size (for the pool).
+ * A bucket's keys never change once it is published.  Fixed-size maps store
+ * n keys, then n values; the key array is padded with zeros to a multiple of
+ * 16 bytes so that lookups compare whole 16-byte groups without reading
+ * outside the bucket.  Variable-length maps store n {hash, blob} pairs.
+ * size is the allocation size (for the pool).
+ *
+ * Values are immutable too, except in in-place maps (cmap_t.inplace: 8-byte
+ * values, no value destructor), where a replace writes the value word in
+ * place under the protocol of trie.c ("In-place values"): ipw is 0, or a
+ * pending writer's descriptor (desc_t), and once a copier has frozen the
+ * bucket (IPW_FROZEN) no new in-place write can begin.
  */
 typedef struct bucket {
 	uint32_t n;
 	uint32_t size;
+	_Atomic(uintptr_t) ipw;
 	_Alignas(8) unsigned char data[];
 } bucket_t;
+
+#define IPW_FROZEN ((uintptr_t)1)
+
+/* An in-place write in progress on a bucket (trie.c): value word i goes
+ * from exp to val.  Immutable while its bucket's ipw points to it. */
+typedef struct desc {
+	uint64_t exp, val;
+	uint32_t i;
+} desc_t;
 
 /* A variable-length entry: key bytes, then the value 8-byte aligned. */
 typedef struct blob {
@@ -336,6 +362,9 @@ typedef struct rec {
 	/* The thread's own free lists and chunk, made on demand (pool.c):
 	 * a thread that barely uses a map costs it no more than this. */
 	pool_local_t *pool;
+	/* The descriptor for this thread's next in-place write (trie.c),
+	 * made on demand; given to the bucket when a copier froze it. */
+	desc_t *desc;
 	bag_t bags[NBAGS];
 	/* Ownership, protected by the process-wide registry lock. */
 	struct tctx *owner;
@@ -378,8 +407,9 @@ struct cmap {
 	uint64_t seed;
 	cmap_eq_fn eq;
 	uint32_t ks, vs;
-	bool var;   /* ks == 0 || vs == 0: entries are blobs */
-	bool dying; /* cmap_free has begun: writes are refused */
+	bool var;     /* ks == 0 || vs == 0: entries are blobs */
+	bool inplace; /* replaces write the value word in place (trie.c) */
+	bool dying;   /* cmap_free has begun: writes are refused */
 	unsigned flags;
 	_Atomic(uint64_t) epoch;
 
@@ -507,6 +537,19 @@ static inline unsigned char *bval(const cmap_t *m, bucket_t *b, uint32_t i)
 {
 	return b->data + align16((size_t)b->n * m->ks) + (size_t)i * m->vs;
 }
+/* Read a fixed-size value of a published bucket.  An 8-byte value is one
+ * atomic load (in-place maps change it under readers).  Acquire: pairs with
+ * the release CAS of the in-place write that stored it, so what a stored
+ * pointer points to is seen (cmap.h, guarantee 4). */
+static inline void read_val(const cmap_t *m, void *dst, const unsigned char *v)
+{
+	if (m->vs == 8) {
+		uint64_t x = ld_acquire((_Atomic(uint64_t) *)(uintptr_t)v);
+		__builtin_memcpy(dst, &x, 8);
+	} else {
+		__builtin_memcpy(dst, v, m->vs);
+	}
+}
 static inline vent_t *bvent(bucket_t *b, uint32_t i)
 {
 	return (vent_t *)b->data + i;
@@ -536,6 +579,10 @@ static inline void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g)
 	case G_BUCKET: {
 		bucket_t *b = g->p;
 		uint32_t i = (uint32_t)(a >> 4);
+		/* A descriptor left in a frozen bucket is freed with it. */
+		uintptr_t w = ld_relaxed(&b->ipw) & ~IPW_FROZEN;
+		if (w)
+			cmap__dealloc(m, r, (void *)w, sizeof(desc_t));
 		if ((a & G_DKEY) && c->key_dtor)
 			c->key_dtor(bkey(m, b, i), m->ks, c->dtor_ctx);
 		if ((a & G_DVAL) && c->val_dtor)

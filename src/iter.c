@@ -78,6 +78,7 @@ static void visit(cmap_t *m, rec_t *r, walk_t *w, bucket_t *b, uint32_t i)
 {
 	const void *k, *v;
 	size_t kl, vl;
+	uint64_t copy; /* in-place maps: fn sees a copy (cmap.h) */
 	if (m->var) {
 		blob_t *bl = bvent(b, i)->blob;
 		k = bl->data;
@@ -89,6 +90,10 @@ static void visit(cmap_t *m, rec_t *r, walk_t *w, bucket_t *b, uint32_t i)
 		kl = m->ks;
 		v = bval(m, b, i);
 		vl = m->vs;
+		if (m->inplace) {
+			read_val(m, &copy, v);
+			v = &copy;
+		}
 	}
 	w->visited++;
 	if (!w->retain) {
@@ -123,7 +128,13 @@ static bool visit_fixed(const cmap_t *m, walk_t *w, bucket_t *b)
 	uint32_t n = b->n, ks = m->ks, vs = m->vs;
 	const unsigned char *k = b->data, *v = bval(m, b, 0);
 	for (uint32_t i = 0; i < n; i++, k += ks, v += vs) {
-		if (w->fn(k, ks, v, vs, w->ctx)) {
+		uint64_t copy; /* in-place maps: fn sees a copy (cmap.h) */
+		const void *vv = v;
+		if (m->inplace) {
+			read_val(m, &copy, v);
+			vv = &copy;
+		}
+		if (w->fn(k, ks, vv, vs, w->ctx)) {
 			w->visited += i + 1;
 			w->stopped = true;
 			return true;

@@ -62,12 +62,34 @@ CMAP_API int cmap_get_with(cmap_t *m, const void *key, size_t klen,
 	} else if (m->var) {
 		blob_t *bl = bvent(b, (uint32_t)i)->blob;
 		fn(bl->data, bl->klen, blob_val(bl), bl->vlen, ctx);
+	} else if (m->inplace) {
+		/* The value word may change under fn: it gets a copy. */
+		uint64_t v;
+		read_val(m, &v, bval(m, b, (uint32_t)i));
+		fn(bkey(m, b, (uint32_t)i), m->ks, &v, 8, ctx);
 	} else {
 		fn(bkey(m, b, (uint32_t)i), m->ks, bval(m, b, (uint32_t)i),
 		   m->vs, ctx);
 	}
 	cmap__leave(r);
 	return rc;
+}
+
+/* A set or replace of entry i of b in an in-place map, tried once before
+ * the update walk: true when done (old value copied out), false when the
+ * walk must run (the value changed under us, b is being copied). */
+static inline bool replace_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
+				    uint32_t i)
+{
+	uint64_t cur;
+	read_val(m, &cur, bval(m, b, i));
+	if (cmap__put_in_place(m, r, b, i, cur, u->val) != IP_DONE)
+		return false;
+	if (u->out)
+		memcpy(u->out, &cur, 8);
+	if (u->out_len)
+		*u->out_len = 8;
+	return true;
 }
 
 /*
@@ -94,6 +116,15 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 			copy_out(m, b, (uint32_t)i, u->out, u->out_len);
 			rc = CMAP_EXISTS;
 		}
+	} else if (rc == CMAP_OK && m->inplace &&
+		   (u->kind == U_SET || u->kind == U_REPLACE) &&
+		   (i = lookup(m, u->h, u->key, u->klen, &b)) >= 0 &&
+		   replace_in_place(m, r, u, b, (uint32_t)i)) {
+		/* A present key's value replaced in place: found as a
+		 * lookup finds it, written with no copy and nothing retired,
+		 * so no reservation and no collect either. */
+		cmap__leave(r);
+		return CMAP_REPLACED;
 	} else if (rc == CMAP_OK &&
 		   (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK) {
 		rc = cmap__update(m, r, u);

@@ -71,6 +71,7 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n)
 	bucket_t *b = cmap__alloc(m, r, size);
 	if (b) {
 		b->size = (uint32_t)size;
+		st_relaxed(&b->ipw, 0);
 		bucket_set_n(m, b, n);
 	}
 	return b;
@@ -136,15 +137,18 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	uint32_t n = b->n;
 	size_t ks = m->ks, vs = m->vs;
 	if (!drop && at < n) {
-		/* Replace: the same layout, so one straight copy (header and
-		 * key padding included), then the new value over the old.  The
-		 * stored key stays (cmap_set in cmap.h).  The copy never reads
-		 * past b->size: with allocator hooks that is the block's end.
-		 */
+		/* Replace: the same layout, so one straight copy of the
+		 * contents (key padding included), then the new value over the
+		 * old.  The stored key stays (cmap_set in cmap.h).  The copy
+		 * never reads past b->size: with allocator hooks that is the
+		 * block's end. */
 		bucket_t *nb = cmap__alloc(m, r, b->size);
 		if (nb) {
-			copy_span((unsigned char *)nb, (unsigned char *)b,
-				  b->size);
+			nb->n = n;
+			nb->size = b->size;
+			st_relaxed(&nb->ipw, 0);
+			copy_span(nb->data, b->data,
+				  b->size - offsetof(bucket_t, data));
 			copy_item(bval(m, nb, at), val, vs);
 		}
 		return nb;
@@ -185,6 +189,137 @@ static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	}
 	if (at == n)
 		*bvent(nb, j) = ne;
+	return nb;
+}
+
+/* ---- in-place values
+ * ---------------------------------------------------------- */
+
+/*
+ * In an in-place map (8-byte values, no value destructor) a write that
+ * replaces a present key's value changes the value word where it is, with
+ * no copy, allocation or retirement.  The race to rule out is a copier
+ * (an insert, remove, split or merge copying the bucket) reading the old
+ * value and publishing its copy after the in-place write: the write would
+ * be lost.  So:
+ *  - an in-place writer announces its write {i, exp, val} by a CAS of ipw
+ *    from 0 to its descriptor, then CASes value word i from exp to val,
+ *    then CASes ipw back to 0.  While ipw names it, no other in-place write
+ *    can begin, so only its owner writes word i, once, and the write takes
+ *    place if and only if the word held exp when it was announced;
+ *  - a copier first freezes the bucket (fetch_or IPW_FROZEN on ipw): no
+ *    in-place write can begin afterwards.  If the freeze found a pending
+ *    write, the copy gives entry i the value that write leaves (val if the
+ *    word still holds exp or already val, else the word's value), and never
+ *    reads word i with a plain load, which the owner may still be writing;
+ *    every other word is final and read as usual.
+ * The write's linearization point is the owner's value CAS, or, when a
+ * copy that carries it is published first, that publication; the owner's
+ * CAS then lands in the replaced bucket, which only readers that found it
+ * before see.  Readers load value words atomically and never look at
+ * ipw.  A descriptor that a copier saw stays in the frozen bucket (its
+ * owner takes a fresh one) and is freed with the bucket.
+ */
+/* Attempts at announcing an in-place write while another thread's is
+ * pending, before copying instead: that window is a few instructions. */
+#define IP_SPIN 16
+
+/* What a copy of a frozen bucket must give entry i (i < 0: nothing
+ * pending, copy every value as it is). */
+typedef struct ovr {
+	int32_t i;
+	uint64_t v;
+} ovr_t;
+
+#define NO_OVR ((ovr_t){-1, 0})
+
+static inline _Atomic(uint64_t) *val_word(const cmap_t *m, bucket_t *b,
+					  uint32_t i)
+{
+	return (_Atomic(uint64_t) *)(uintptr_t)bval(m, b, i);
+}
+
+/* Freeze b before copying it (in-place maps). */
+static ovr_t freeze_bucket(const cmap_t *m, bucket_t *b)
+{
+	/* Acquire: pairs with the release CASes of in-place writers on ipw,
+	 * so their descriptor and the value words they wrote are seen. */
+	uintptr_t w =
+	    atomic_fetch_or_explicit(&b->ipw, IPW_FROZEN, memory_order_acquire);
+	desc_t *d = (desc_t *)(w & ~IPW_FROZEN);
+	if (!d)
+		return NO_OVR;
+	/* Relaxed: the word holds the value the announcement was made on
+	 * (seen through the acquire above), or the owner's val since. */
+	uint64_t x = ld_relaxed(val_word(m, b, d->i));
+	return (ovr_t){(int32_t)d->i, x == d->exp ? d->val : x};
+}
+
+/*
+ * Write val over entry i of b in place, on condition that its value is
+ * still exp (the snapshot the decision was made on).  IP_DONE: written
+ * (or val == exp), IP_STALE: the value had changed (decide again),
+ * IP_BUSY: frozen, contended or out of memory (copy instead).
+ */
+int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
+		       uint64_t exp, const void *valp)
+{
+	desc_t *d = r->desc;
+	if (!d && !(d = r->desc = cmap__alloc(m, r, sizeof *d)))
+		return IP_BUSY;
+	uint64_t val;
+	memcpy(&val, valp, 8);
+	d->i = i;
+	d->exp = exp;
+	d->val = val;
+	for (int spin = 0;; spin++) {
+		uintptr_t w = 0;
+		/* Release: a copier whose freeze returns d reads its fields. */
+		if (cas_release(&b->ipw, &w, (uintptr_t)d))
+			break;
+		if ((w & IPW_FROZEN) || spin == IP_SPIN)
+			return IP_BUSY;
+		cpu_relax();
+	}
+	uint64_t e = exp;
+	/* Release: the linearization point (unless a copy carried it
+	 * first); pairs with readers' acquire loads of the word, so what a
+	 * stored pointer points to is seen. */
+	bool ok = exp == val || atomic_compare_exchange_strong_explicit(
+				    val_word(m, b, i), &e, val,
+				    memory_order_release, memory_order_relaxed);
+	uintptr_t w = (uintptr_t)d;
+	/* Release: a later copier's freeze (acquire) sees our value word. */
+	if (!cas_release(&b->ipw, &w, 0))
+		r->desc = NULL; /* frozen with d in it: d is b's now */
+	return ok ? IP_DONE : IP_STALE;
+}
+
+/* A copy of frozen bucket b with a pending write o (o.i >= 0), as
+ * cow_fixed's cases: word o.i is never read, o.v stands in for it. */
+static bucket_t *cow_pending(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
+			     const void *key, const void *val, bool drop,
+			     const ovr_t *o)
+{
+	uint32_t n = b->n, nn = drop ? n - 1 : (at == n ? n + 1 : n);
+	bucket_t *nb = bucket_alloc(m, r, nn);
+	if (!nb)
+		return NULL;
+	uint32_t k = 0;
+	for (uint32_t j = 0; j < n; j++) {
+		if (drop && j == at)
+			continue;
+		const void *v = j == at		      ? val
+				: j == (uint32_t)o->i ? (const void *)&o->v
+						      : bval(m, b, j);
+		copy_item(bkey(m, nb, k), bkey(m, b, j), m->ks);
+		copy_item(bval(m, nb, k), v, m->vs);
+		k++;
+	}
+	if (k < nn) {
+		copy_item(bkey(m, nb, k), key, m->ks);
+		copy_item(bval(m, nb, k), val, m->vs);
+	}
 	return nb;
 }
 
@@ -313,13 +448,19 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 	uintptr_t repl;
 	if (merge && total <= BMERGE) {
 		eref_t refs[BMERGE];
+		ovr_t ov[FANOUT];
 		uint32_t k = 0;
 		for (unsigned i = 0; i < FANOUT; i++) {
 			if (!kids[i])
 				continue;
 			bucket_t *b = as_bucket(kids[i]);
-			for (uint32_t j = 0; j < b->n; j++)
-				refs[k++] = ref_of(m, b, j);
+			ov[i] = m->inplace ? freeze_bucket(m, b) : NO_OVR;
+			for (uint32_t j = 0; j < b->n; j++) {
+				refs[k] = ref_of(m, b, j);
+				if (j == (uint32_t)ov[i].i)
+					refs[k].v = &ov[i].v;
+				k++;
+			}
 		}
 		if (total) {
 			/* mb stays sized for BMERGE entries (b->size); the
@@ -460,15 +601,31 @@ static inline void retire_entry(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	}
 }
 
-static bool value_eq(const cmap_t *m, bucket_t *b, uint32_t i, const void *v,
-		     size_t len)
+/* Entry i's value equals (v, len)?  cv: its bytes in a fixed-size map
+ * (the snapshot the update decides on). */
+static bool value_eq(const cmap_t *m, bucket_t *b, uint32_t i,
+		     const unsigned char *cv, const void *v, size_t len)
 {
 	if (m->var) {
 		blob_t *bl = bvent(b, i)->blob;
 		return bl->vlen == len &&
 		       (!len || !memcmp(blob_val(bl), v, len));
 	}
-	return !memcmp(bval(m, b, i), v, m->vs);
+	return !memcmp(cv, v, m->vs);
+}
+
+/* Copy entry i's value out (cv as in value_eq). */
+static void value_out(const cmap_t *m, bucket_t *b, uint32_t i,
+		      const unsigned char *cv, void *out, size_t *len)
+{
+	if (m->var) {
+		copy_out(m, b, i, out, len);
+		return;
+	}
+	if (out)
+		copy_item(out, cv, m->vs);
+	if (len)
+		*len = m->vs;
 }
 
 /* What an update does where it stands: leave the map as it is (status in
@@ -476,12 +633,14 @@ static bool value_eq(const cmap_t *m, bucket_t *b, uint32_t i, const void *v,
 enum { A_KEEP, A_PUT, A_DROP };
 
 /*
- * The decision of u's kind on entry i of b (i < 0: the key is absent).
- * Runs inside the operation, on an immutable bucket: whatever it copies
- * out or shows to a compute function is the value the CAS will replace.
+ * The decision of u's kind on entry i of b (i < 0: the key is absent), whose
+ * value bytes are cv in a fixed-size map: b's own, or in an in-place map a
+ * snapshot that the write will find unchanged or retry.  Whatever it copies
+ * out or shows to a compute function is the value the write replaces.
  */
 static inline __attribute__((always_inline)) int
-decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
+decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i,
+       const unsigned char *cv, int *rc)
 {
 	uint32_t at = (uint32_t)i;
 	switch (kind) {
@@ -497,7 +656,7 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 		}
 		if (!fits(m, b, at, u->out, u->out_len))
 			break;
-		copy_out(m, b, at, u->out, u->out_len);
+		value_out(m, b, at, cv, u->out, u->out_len);
 		*rc = CMAP_EXISTS;
 		return A_KEEP;
 	case U_REPLACE:
@@ -514,13 +673,13 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 			*rc = CMAP_NOT_FOUND;
 			return A_KEEP;
 		}
-		if (value_eq(m, b, at, u->exp, u->elen)) {
+		if (value_eq(m, b, at, cv, u->exp, u->elen)) {
 			*rc = CMAP_REPLACED;
 			return A_PUT;
 		}
 		if (!fits(m, b, at, u->out, u->out_len))
 			break;
-		copy_out(m, b, at, u->out, u->out_len);
+		value_out(m, b, at, cv, u->out, u->out_len);
 		*rc = CMAP_MISMATCH;
 		return A_KEEP;
 	case U_REMOVE:
@@ -537,8 +696,8 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 			*rc = CMAP_NOT_FOUND;
 			return A_KEEP;
 		}
-		*rc = value_eq(m, b, at, u->exp, u->elen) ? CMAP_OK
-							  : CMAP_MISMATCH;
+		*rc = value_eq(m, b, at, cv, u->exp, u->elen) ? CMAP_OK
+							      : CMAP_MISMATCH;
 		return *rc == CMAP_OK ? A_DROP : A_KEEP;
 	case U_REMOVE_IS: {
 		/* exp is the entry's value in the bucket the walk saw: the
@@ -548,7 +707,7 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 			return A_KEEP;
 		}
 		bool same = m->var ? bvent(b, at)->blob == u->exp
-				   : !memcmp(bval(m, b, at), u->exp, m->vs);
+				   : !memcmp(cv, u->exp, m->vs);
 		*rc = same ? CMAP_OK : CMAP_MISMATCH;
 		return same ? A_DROP : A_KEEP;
 	}
@@ -556,8 +715,7 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i, int *rc)
 		const void *cur = NULL;
 		size_t clen = 0;
 		if (i >= 0) {
-			cur = m->var ? blob_val(bvent(b, at)->blob)
-				     : bval(m, b, at);
+			cur = m->var ? blob_val(bvent(b, at)->blob) : cv;
 			clen = value_len(m, b, at);
 		}
 		/* Writes to this map from fn would race with our CAS (and
@@ -633,7 +791,7 @@ static blob_t *blob_for(cmap_t *m, rec_t *r, blob_t **nbl, const void *key,
 static __attribute__((noinline)) uintptr_t split(cmap_t *m, rec_t *r,
 						 bucket_t *b, eref_t e,
 						 uint64_t h, unsigned d,
-						 bool *oom)
+						 const ovr_t *o, bool *oom)
 {
 	eref_t refs[BMAX + 1];
 	uint64_t hs[BMAX + 1];
@@ -641,6 +799,8 @@ static __attribute__((noinline)) uintptr_t split(cmap_t *m, rec_t *r,
 		refs[j] = ref_of(m, b, j);
 		hs[j] = entry_hash(m, b, j);
 	}
+	if (o->i >= 0)
+		refs[o->i].v = &o->v;
 	refs[b->n] = e;
 	hs[b->n] = h;
 	return build(m, r, refs, hs, b->n + 1, d + 1, oom);
@@ -654,7 +814,7 @@ static __attribute__((noinline)) uintptr_t split(cmap_t *m, rec_t *r,
  */
 static inline __attribute__((always_inline)) uintptr_t
 put(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b, int i, unsigned d, blob_t **nbl,
-    bool *oom)
+    const ovr_t *o, bool *oom)
 {
 	vent_t ne = {u->h, NULL};
 	if (m->var) {
@@ -677,9 +837,11 @@ put(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b, int i, unsigned d, blob_t **nbl,
 	} else if (i >= 0 || b->n < BMAX || d >= LAST_LEVEL) {
 		uint32_t at = i >= 0 ? (uint32_t)i : b->n;
 		nb = m->var ? cow_var(m, r, b, at, ne, false)
-			    : cow_fixed(m, r, b, at, u->key, u->val, false);
+		     : o->i >= 0
+			 ? cow_pending(m, r, b, at, u->key, u->val, false, o)
+			 : cow_fixed(m, r, b, at, u->key, u->val, false);
 	} else {
-		return split(m, r, b, (eref_t){u->key, u->val, ne}, u->h, d,
+		return split(m, r, b, (eref_t){u->key, u->val, ne}, u->h, d, o,
 			     oom);
 	}
 	if (!nb)
@@ -718,9 +880,41 @@ retry:;
 		}
 		bucket_t *b = c ? as_bucket(c) : NULL;
 		int i = b ? bucket_find(m, b, u->h, u->key, u->klen) : -1;
-		int act = decide(m, r, u, kind, b, i, &rc);
+		/* The entry's value bytes the decision is made on: in an
+		 * in-place map a snapshot, which the write then requires
+		 * unchanged (the word may change under us until b is
+		 * frozen). */
+		const unsigned char *cv = NULL;
+		uint64_t snap = 0;
+		ovr_t o = NO_OVR;
+		bool frozen = false;
+	decide_again:
+		if (i >= 0 && !m->var) {
+			cv = bval(m, b, (uint32_t)i);
+			if (m->inplace) {
+				if (o.i == i)
+					snap = o.v;
+				else
+					read_val(m, &snap, cv);
+				cv = (const unsigned char *)&snap;
+			}
+		}
+		int act = decide(m, r, u, kind, b, i, cv, &rc);
 		if (act == A_KEEP)
 			break;
+		if (m->inplace && i >= 0 && act == A_PUT && !frozen) {
+			int ip = cmap__put_in_place(m, r, b, (uint32_t)i, snap,
+						    u->val);
+			if (ip == IP_STALE)
+				goto again;
+			if (ip == IP_DONE) {
+				if (u->out &&
+				    (kind == U_SET || kind == U_REPLACE))
+					value_out(m, b, (uint32_t)i, cv, u->out,
+						  u->out_len);
+				break;
+			}
+		}
 		if (fd) {
 			/* The outermost frozen node first: a node below it
 			 * cannot be replaced while its parent slot is
@@ -729,10 +923,28 @@ retry:;
 				break;
 			goto retry;
 		}
+		if (m->inplace && b && !frozen) {
+			/* From here b is copied: no in-place write may land
+			 * in it after we read it.  Its values are final now;
+			 * if the entry's changed since the decision, decide
+			 * again on the final one. */
+			o = freeze_bucket(m, b);
+			frozen = true;
+			if (i >= 0) {
+				uint64_t fin;
+				if (o.i == i)
+					fin = o.v;
+				else
+					read_val(m, &fin,
+						 bval(m, b, (uint32_t)i));
+				if (fin != snap)
+					goto decide_again;
+			}
+		}
 		uintptr_t nv = 0;
 		if (act == A_PUT) {
 			bool oom = false;
-			nv = put(m, r, u, b, i, d, &nbl, &oom);
+			nv = put(m, r, u, b, i, d, &nbl, &o, &oom);
 			if (oom) {
 				rc = CMAP_ENOMEM;
 				break;
@@ -740,8 +952,11 @@ retry:;
 		} else if (b->n > 1) {
 			bucket_t *nb = m->var ? cow_var(m, r, b, (uint32_t)i,
 							(vent_t){0}, true)
-					      : cow_fixed(m, r, b, (uint32_t)i,
-							  NULL, NULL, true);
+				       : o.i >= 0
+					   ? cow_pending(m, r, b, (uint32_t)i,
+							 NULL, NULL, true, &o)
+					   : cow_fixed(m, r, b, (uint32_t)i,
+						       NULL, NULL, true);
 			if (!nb) {
 				rc = CMAP_ENOMEM;
 				break;
@@ -764,7 +979,8 @@ retry:;
 			    u->out && (kind == U_SET || kind == U_REPLACE ||
 				       kind == U_REMOVE);
 			if (give)
-				copy_out(m, b, (uint32_t)i, u->out, u->out_len);
+				value_out(m, b, (uint32_t)i, cv, u->out,
+					  u->out_len);
 			retire_entry(m, r, b, (uint32_t)i, act == A_DROP, give);
 		} else if (b) {
 			cmap__retire(m, r, b, NULL, G_BUCKET);
@@ -837,7 +1053,8 @@ CMAP_API int cmap_new(cmap_t **out, const cmap_config_t *cfg)
 	if ((cfg->size != 0 && cfg->size != sizeof(cmap_config_t)) ||
 	    cfg->key_size > CMAP_MAX_FIXED_SIZE ||
 	    cfg->val_size > CMAP_MAX_FIXED_SIZE || !cfg->alloc != !cfg->free ||
-	    (cfg->flags & ~(unsigned)(CMAP_FIXED_SEED | CMAP_NO_POOL)))
+	    (cfg->flags &
+	     ~(unsigned)(CMAP_FIXED_SEED | CMAP_NO_POOL | CMAP_COPY_ON_WRITE)))
 		return CMAP_EINVAL;
 	if ((cfg->hash == cmap_hash_u32 && cfg->key_size != 4) ||
 	    (cfg->hash == cmap_hash_u64 && cfg->key_size != 8))
@@ -869,6 +1086,8 @@ CMAP_API int cmap_new(cmap_t **out, const cmap_config_t *cfg)
 	m->ks = (uint32_t)c.key_size;
 	m->vs = (uint32_t)c.val_size;
 	m->var = !m->ks || !m->vs;
+	m->inplace = m->vs == 8 && m->ks && !c.val_dtor &&
+		     !(c.flags & CMAP_COPY_ON_WRITE);
 	m->flags = c.flags;
 	m->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
 	st_relaxed(&m->epoch, 0);
@@ -893,6 +1112,9 @@ static void free_tree(cmap_t *m, uintptr_t v)
 		return;
 	}
 	bucket_t *b = as_bucket(v);
+	uintptr_t w = ld_relaxed(&b->ipw) & ~IPW_FROZEN;
+	if (w) /* a descriptor left in a frozen bucket */
+		cmap__dealloc(m, NULL, (void *)w, sizeof(desc_t));
 	for (uint32_t i = 0; i < b->n; i++) {
 		if (m->var) {
 			blob_t *bl = bvent(b, i)->blob;

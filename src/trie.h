@@ -169,7 +169,7 @@ static inline void copy_out(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 			*len = bl->vlen;
 	} else {
 		if (out)
-			copy_item(out, bval(m, b, i), m->vs);
+			read_val(m, out, bval(m, b, i));
 		if (len)
 			*len = m->vs;
 	}
@@ -243,6 +243,15 @@ typedef struct upd {
 /* Run u on m.  The caller has entered m with r, checked cmap__may_write
  * and reserved RESERVE_OP retirements. */
 int cmap__update(cmap_t *m, rec_t *r, upd_t *u);
+
+/* Write *val (8 bytes) over entry i of b in place, in an in-place map, on
+ * condition that its value is still exp (trie.c, "In-place values").
+ * IP_DONE: written (the linearization point is inside), IP_STALE: the
+ * value had changed, IP_BUSY: b is frozen or contended, or no memory for a
+ * descriptor (copy instead).  Retires nothing. */
+enum { IP_DONE, IP_STALE, IP_BUSY };
+int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
+		       uint64_t exp, const void *val);
 
 /* Retirements one update may make (a bucket and a blob); helping a frozen
  * node reserves its own on top, keeping these. */

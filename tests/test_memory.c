@@ -61,12 +61,13 @@ static long env_or(const char *name, long dflt)
 	return s && *s ? atol(s) : dflt;
 }
 
-static cmap_t *new_map(void)
+static cmap_t *new_map(unsigned flags)
 {
 	cmap_config_t c = {0};
 	c.key_size = 8;
 	c.val_size = 8;
 	c.hash = cmap_hash_u64;
+	c.flags = flags;
 	cmap_t *m;
 	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
 	return m;
@@ -106,7 +107,9 @@ static void check_bound(const char *what, long grown, size_t live, size_t n)
 static void sequential(long n)
 {
 	long rss0 = rss_bytes();
-	cmap_t *m = new_map();
+	/* Copy-on-write, so that every set leaves garbage (in place, a
+	 * replace leaves none). */
+	cmap_t *m = new_map(CMAP_COPY_ON_WRITE);
 	for (uint64_t k = 0; k < (uint64_t)n; k++)
 		CHECK_EQ(cmap_set(m, &k, 8, &k, 8, NULL, NULL), CMAP_OK);
 	drain(m);
@@ -118,7 +121,7 @@ static void sequential(long n)
 static void grow_shrink(long n)
 {
 	long rss0 = rss_bytes();
-	cmap_t *m = new_map();
+	cmap_t *m = new_map(0);
 	uint64_t s = 42;
 	uint64_t *keys = malloc((size_t)n * sizeof *keys);
 	CHECK(keys != NULL);
@@ -171,7 +174,9 @@ static void *reader(void *arg)
 static void stall(long n, long sets)
 {
 	long rss0 = rss_bytes();
-	cmap_t *m = new_map();
+	/* Copy-on-write, so that every set leaves garbage (in place, a
+	 * replace leaves none). */
+	cmap_t *m = new_map(CMAP_COPY_ON_WRITE);
 	for (uint64_t k = 0; k < (uint64_t)n; k++)
 		CHECK_EQ(cmap_set(m, &k, 8, &k, 8, NULL, NULL), CMAP_OK);
 	drain(m);

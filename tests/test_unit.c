@@ -414,7 +414,7 @@ static void test_bag_shrink(void)
  * 4 x 4096 items (epoch.c, FREE_BUDGET). */
 static void test_backlog_incremental(void)
 {
-	cmap_t *m = new_u32map(0);
+	cmap_t *m = new_u32map(CMAP_COPY_ON_WRITE); /* garbage per set */
 	struct parked pk = {m, 0};
 	pthread_t t;
 	CHECK_EQ(pthread_create(&t, NULL, park, &pk), 0);

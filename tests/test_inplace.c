@@ -1,0 +1,330 @@
+/*
+ * In-place values (maps with 8-byte values and no value destructor; trie.c,
+ * "In-place values"): a replace writes the value word where it is while
+ * other threads copy the same bucket for inserts, removes, splits and
+ * merges.  The race that would lose a write is a copy that read the old
+ * value being published after the in-place write; these tests put every
+ * kind of copier on the bucket of the keys being replaced and check that no
+ * write is lost and that every old value returned is exact.
+ *
+ * Keys are u64 with the identity hasher and all share their low 30 bits,
+ * so they sit in one bucket of the root's slot 0 until it holds more than
+ * BMAX (32) entries and splits; the churners' keys push it over that and
+ * back, so splits and contractions copy it too.
+ *
+ * Each test runs on an in-place map and on the same map with
+ * CMAP_COPY_ON_WRITE (the copying path alone), as a control.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmap.h"
+#include "testutil.h"
+
+enum { WRITERS = 3, CHURN_KEYS = 40 };
+
+static uint64_t key_of(unsigned j)
+{
+	return (uint64_t)j << 30;
+}
+
+static cmap_t *new_map(unsigned flags)
+{
+	cmap_config_t c = CMAP_CONFIG_INIT;
+	c.key_size = 8;
+	c.val_size = 8;
+	c.hash = cmap_hash_u64;
+	c.flags = flags;
+	cmap_t *m = NULL;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	return m;
+}
+
+struct shared {
+	cmap_t *m;
+	long n;		    /* writes per writer */
+	atomic_int running; /* writers still writing */
+	atomic_long reads;
+};
+
+/* Writer j sets its key to 1, 2, ..., n; each set must return the value
+ * before it as the old one (with a lost write, some old value repeats). */
+static void *writer(void *p)
+{
+	struct shared *s = p;
+	static atomic_uint next;
+	unsigned j = atomic_fetch_add(&next, 1) % WRITERS;
+	uint64_t k = key_of(j);
+	for (uint64_t v = 1; v <= (uint64_t)s->n; v++) {
+		uint64_t old = 0;
+		int rc = cmap_set(s->m, &k, 8, &v, 8, &old, NULL);
+		CHECK_EQ(rc, CMAP_REPLACED);
+		CHECK_EQ(old, v - 1);
+		if (v % 3 == 0) { /* and through cmap_replace and cmap_cas */
+			uint64_t w = v, e = v, cur = 0;
+			CHECK_EQ(
+			    cmap_cas(s->m, &k, 8, &e, 8, &w, 8, &cur, NULL),
+			    CMAP_REPLACED);
+			CHECK_EQ(cmap_replace(s->m, &k, 8, &w, 8, &old, NULL),
+				 CMAP_REPLACED);
+			CHECK_EQ(old, v);
+		}
+	}
+	atomic_fetch_sub(&s->running, 1);
+	return NULL;
+}
+
+/* Insert and remove keys of the same bucket until the writers finish:
+ * every insert and remove copies the bucket, some split or contract it. */
+static void *churner(void *p)
+{
+	struct shared *s = p;
+	uint64_t rng = (uint64_t)(uintptr_t)p ^ 0x5eed;
+	while (atomic_load(&s->running) > 0) {
+		unsigned j =
+		    WRITERS + 1 + (unsigned)(rng_next(&rng) % CHURN_KEYS);
+		uint64_t k = key_of(j), v = j;
+		if (rng_next(&rng) & 1)
+			CHECK(cmap_set(s->m, &k, 8, &v, 8, NULL, NULL) >= 0);
+		else
+			CHECK(cmap_remove(s->m, &k, 8, NULL, NULL) >= 0);
+	}
+	return NULL;
+}
+
+/* Readers see each writer's values never go back (a lost write that a
+ * reader saw first would show as a smaller value later). */
+static void *reader(void *p)
+{
+	struct shared *s = p;
+	uint64_t last[WRITERS] = {0};
+	while (atomic_load(&s->running) > 0) {
+		for (unsigned j = 0; j < WRITERS; j++) {
+			uint64_t k = key_of(j), v = 0;
+			CHECK_EQ(cmap_get(s->m, &k, 8, &v, NULL), CMAP_OK);
+			CHECK(v >= last[j]);
+			last[j] = v;
+		}
+		atomic_fetch_add(&s->reads, 1);
+	}
+	return NULL;
+}
+
+static void test_no_lost_write(unsigned flags)
+{
+	struct shared s = {.m = new_map(flags), .n = scaled(200000)};
+	for (unsigned j = 0; j < WRITERS; j++) {
+		uint64_t k = key_of(j), v = 0;
+		CHECK_EQ(cmap_set(s.m, &k, 8, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	atomic_store(&s.running, WRITERS);
+	pthread_t w[WRITERS], c[2], r;
+	for (int i = 0; i < WRITERS; i++)
+		CHECK_EQ(pthread_create(&w[i], NULL, writer, &s), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&c[i], NULL, churner, &s), 0);
+	CHECK_EQ(pthread_create(&r, NULL, reader, &s), 0);
+	for (int i = 0; i < WRITERS; i++)
+		CHECK_EQ(pthread_join(w[i], NULL), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_join(c[i], NULL), 0);
+	CHECK_EQ(pthread_join(r, NULL), 0);
+	for (unsigned j = 0; j < WRITERS; j++) {
+		uint64_t k = key_of(j), v = 0;
+		CHECK_EQ(cmap_get(s.m, &k, 8, &v, NULL), CMAP_OK);
+		CHECK_EQ(v, s.n);
+	}
+	CHECK_EQ(cmap_validate(s.m, NULL), CMAP_OK);
+	printf("test_inplace: no lost write (%s): %ld writes per writer, "
+	       "%ld reader rounds\n",
+	       flags ? "copy-on-write" : "in place", s.n,
+	       atomic_load(&s.reads));
+	cmap_free(s.m);
+}
+
+/* A counter incremented through cmap_compute by several threads while the
+ * bucket is copied under it: the count is exact. */
+static int incr(const void *key, size_t klen, const void *cur, size_t clen,
+		const void **val, size_t *vlen, void *ctx)
+{
+	(void)key, (void)klen, (void)clen;
+	uint64_t *slot = ctx;
+	uint64_t c = 0;
+	if (cur)
+		memcpy(&c, cur, 8);
+	*slot = c + 1;
+	*val = slot;
+	*vlen = 8;
+	return CMAP_COMPUTE_SET;
+}
+
+static void *counter(void *p)
+{
+	struct shared *s = p;
+	uint64_t k = key_of(0), slot;
+	for (long i = 0; i < s->n; i++)
+		CHECK(cmap_compute(s->m, &k, 8, incr, &slot) >= 0);
+	atomic_fetch_sub(&s->running, 1);
+	return NULL;
+}
+
+static void test_counter(unsigned flags)
+{
+	struct shared s = {.m = new_map(flags), .n = scaled(100000)};
+	atomic_store(&s.running, 2);
+	pthread_t t[2], c;
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&t[i], NULL, counter, &s), 0);
+	CHECK_EQ(pthread_create(&c, NULL, churner, &s), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_join(t[i], NULL), 0);
+	CHECK_EQ(pthread_join(c, NULL), 0);
+	uint64_t k = key_of(0), v = 0;
+	CHECK_EQ(cmap_get(s.m, &k, 8, &v, NULL), CMAP_OK);
+	CHECK_EQ(v, 2 * s.n);
+	CHECK_EQ(cmap_validate(s.m, NULL), CMAP_OK);
+	cmap_free(s.m);
+}
+
+/*
+ * A value that is a pointer: what it points to, written before the set, is
+ * seen by a thread that gets the pointer (the set releases, the get
+ * acquires; ThreadSanitizer reports the read otherwise).
+ */
+struct obj {
+	uint64_t a, b;
+};
+
+static void *publisher(void *p)
+{
+	struct shared *s = p;
+	uint64_t k = key_of(1);
+	struct obj *prev = NULL;
+	for (long i = 1; i <= s->n; i++) {
+		struct obj *o = malloc(sizeof *o);
+		CHECK(o);
+		o->a = (uint64_t)i;
+		o->b = ~(uint64_t)i;
+		uint64_t v = (uint64_t)(uintptr_t)o, old = 0;
+		CHECK_EQ(cmap_set(s->m, &k, 8, &v, 8, &old, NULL),
+			 CMAP_REPLACED);
+		CHECK_EQ(old, (uint64_t)(uintptr_t)prev);
+		/* Readers may still hold the old object: freed once a grace
+		 * period has passed. */
+		if (prev)
+			CHECK_EQ(cmap_defer_free(s->m, prev, free), CMAP_OK);
+		prev = o;
+	}
+	atomic_fetch_sub(&s->running, 1);
+	return NULL;
+}
+
+static void see_obj(const void *key, size_t klen, const void *val, size_t vlen,
+		    void *ctx)
+{
+	(void)key, (void)klen, (void)ctx;
+	CHECK_EQ(vlen, 8);
+	uint64_t v;
+	memcpy(&v, val, 8);
+	const struct obj *o = (const struct obj *)(uintptr_t)v;
+	if (o)
+		CHECK_EQ(o->b, ~o->a);
+}
+
+static void *subscriber(void *p)
+{
+	struct shared *s = p;
+	uint64_t k = key_of(1);
+	while (atomic_load(&s->running) > 0)
+		CHECK_EQ(cmap_get_with(s->m, &k, 8, see_obj, NULL), CMAP_OK);
+	return NULL;
+}
+
+static void test_publication(unsigned flags)
+{
+	struct shared s = {.m = new_map(flags), .n = scaled(50000)};
+	uint64_t k = key_of(1), zero = 0;
+	CHECK_EQ(cmap_set(s.m, &k, 8, &zero, 8, NULL, NULL), CMAP_OK);
+	atomic_store(&s.running, 1);
+	pthread_t p, r, c;
+	CHECK_EQ(pthread_create(&p, NULL, publisher, &s), 0);
+	CHECK_EQ(pthread_create(&r, NULL, subscriber, &s), 0);
+	CHECK_EQ(pthread_create(&c, NULL, churner, &s), 0);
+	CHECK_EQ(pthread_join(p, NULL), 0);
+	CHECK_EQ(pthread_join(r, NULL), 0);
+	CHECK_EQ(pthread_join(c, NULL), 0);
+	uint64_t v = 0;
+	CHECK_EQ(cmap_get(s.m, &k, 8, &v, NULL), CMAP_OK);
+	free((void *)(uintptr_t)v);
+	cmap_free(s.m);
+}
+
+/* A get_with callback's value does not change while it runs, also when
+ * the word in the map does (it sees a copy). */
+struct stable {
+	uint64_t first;
+	atomic_int go;
+};
+
+static void hold(const void *key, size_t klen, const void *val, size_t vlen,
+		 void *ctx)
+{
+	(void)key, (void)klen, (void)vlen;
+	struct stable *st = ctx;
+	memcpy(&st->first, val, 8);
+	atomic_store(&st->go, 1);
+	while (atomic_load(&st->go) != 2)
+		;
+	uint64_t now;
+	memcpy(&now, val, 8);
+	CHECK_EQ(now, st->first);
+}
+
+struct holder {
+	cmap_t *m;
+	struct stable st;
+};
+
+static void *holder(void *p)
+{
+	struct holder *h = p;
+	uint64_t k = key_of(2);
+	CHECK_EQ(cmap_get_with(h->m, &k, 8, hold, &h->st), CMAP_OK);
+	return NULL;
+}
+
+static void test_borrow_stable(void)
+{
+	struct holder h = {.m = new_map(0)};
+	uint64_t k = key_of(2), v = 1, old = 0;
+	CHECK_EQ(cmap_set(h.m, &k, 8, &v, 8, NULL, NULL), CMAP_OK);
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, holder, &h), 0);
+	while (atomic_load(&h.st.go) != 1)
+		;
+	v = 2; /* written in place while the callback holds the old value */
+	CHECK_EQ(cmap_set(h.m, &k, 8, &v, 8, &old, NULL), CMAP_REPLACED);
+	CHECK_EQ(old, 1);
+	atomic_store(&h.st.go, 2);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	CHECK_EQ(h.st.first, 1);
+	cmap_free(h.m);
+}
+
+int main(void)
+{
+	test_no_lost_write(0);
+	test_no_lost_write(CMAP_COPY_ON_WRITE);
+	test_counter(0);
+	test_counter(CMAP_COPY_ON_WRITE);
+	test_publication(0);
+	test_publication(CMAP_COPY_ON_WRITE);
+	test_borrow_stable();
+	printf("test_inplace: ok\n");
+	return 0;
+}
