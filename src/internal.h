@@ -150,10 +150,12 @@ typedef struct bucket {
 #define IPW_FROZEN ((uintptr_t)1)
 
 /* An in-place write in progress on a bucket (trie.c): value word i goes
- * from exp to val.  Immutable while its bucket's ipw points to it. */
+ * from exp to val (any: from whatever it holds).  Immutable while its
+ * bucket's ipw points to it. */
 typedef struct desc {
 	uint64_t exp, val;
 	uint32_t i;
+	uint32_t any;
 } desc_t;
 
 /* A variable-length entry: key bytes, then the value 8-byte aligned. */

@@ -77,13 +77,12 @@ CMAP_API int cmap_get_with(cmap_t *m, const void *key, size_t klen,
 
 /* A set or replace of entry i of b in an in-place map, tried once before
  * the update walk: true when done (old value copied out), false when the
- * walk must run (the value changed under us, b is being copied). */
+ * walk must run (b is being copied, or contended). */
 static inline bool replace_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
 				    uint32_t i)
 {
 	uint64_t cur;
-	read_val(m, &cur, bval(m, b, i));
-	if (cmap__put_in_place(m, r, b, i, cur, u->val) != IP_DONE)
+	if (cmap__put_in_place(m, r, b, i, NULL, u->val, &cur) != IP_DONE)
 		return false;
 	if (u->out)
 		memcpy(u->out, &cur, 8);

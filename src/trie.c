@@ -203,14 +203,16 @@ static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
  * value and publishing its copy after the in-place write: the write would
  * be lost.  So:
  *  - an in-place writer announces its write {i, exp, val} by a CAS of ipw
- *    from 0 to its descriptor, then CASes value word i from exp to val,
- *    then CASes ipw back to 0.  While ipw names it, no other in-place write
- *    can begin, so only its owner writes word i, once, and the write takes
- *    place if and only if the word held exp when it was announced;
+ *    from 0 to its descriptor, then CASes value word i from exp to val (a
+ *    set or replace, "any": exchanges it for val), then CASes ipw back to
+ *    0.  While ipw names it, no other in-place write can begin, so only its
+ *    owner writes word i, once, and the write takes place if and only if
+ *    the word held exp when it was announced (always, for "any");
  *  - a copier first freezes the bucket (fetch_or IPW_FROZEN on ipw): no
  *    in-place write can begin afterwards.  If the freeze found a pending
- *    write, the copy gives entry i the value that write leaves (val if the
- *    word still holds exp or already val, else the word's value), and never
+ *    write, the copy gives entry i the value that write leaves (val for
+ *    "any" or if the word holds exp or already val, else the word's
+ *    value), and never
  *    reads word i with a plain load, which the owner may still be writing;
  *    every other word is final and read as usual.
  * The write's linearization point is the owner's value CAS, or, when a
@@ -252,17 +254,15 @@ static ovr_t freeze_bucket(const cmap_t *m, bucket_t *b)
 	/* Relaxed: the word holds the value the announcement was made on
 	 * (seen through the acquire above), or the owner's val since. */
 	uint64_t x = ld_relaxed(val_word(m, b, d->i));
-	return (ovr_t){(int32_t)d->i, x == d->exp ? d->val : x};
+	return (ovr_t){(int32_t)d->i, d->any || x == d->exp ? d->val : x};
 }
 
 /*
- * Write val over entry i of b in place, on condition that its value is
- * still exp (the snapshot the decision was made on).  IP_DONE: written
- * (or val == exp), IP_STALE: the value had changed (decide again),
- * IP_BUSY: frozen, contended or out of memory (copy instead).
+ * The in-place write itself (trie.h): announce, write the word, withdraw
+ * the announcement.
  */
 int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
-		       uint64_t exp, const void *valp)
+		       const uint64_t *exp, const void *valp, uint64_t *old)
 {
 	desc_t *d = r->desc;
 	if (!d && !(d = r->desc = cmap__alloc(m, r, sizeof *d)))
@@ -270,7 +270,8 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	uint64_t val;
 	memcpy(&val, valp, 8);
 	d->i = i;
-	d->exp = exp;
+	d->any = !exp;
+	d->exp = exp ? *exp : 0;
 	d->val = val;
 	for (int spin = 0;; spin++) {
 		uintptr_t w = 0;
@@ -281,13 +282,21 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 			return IP_BUSY;
 		cpu_relax();
 	}
-	uint64_t e = exp;
-	/* Release: the linearization point (unless a copy carried it
+	/* Release: the linearization point (unless a copy carried the write
 	 * first); pairs with readers' acquire loads of the word, so what a
-	 * stored pointer points to is seen. */
-	bool ok = exp == val || atomic_compare_exchange_strong_explicit(
-				    val_word(m, b, i), &e, val,
-				    memory_order_release, memory_order_relaxed);
+	 * stored pointer points to is seen.  Only we write the word while d
+	 * is announced, so the exchange returns the value just before our
+	 * write, also when a copy carried it first. */
+	bool ok = true;
+	if (!exp)
+		*old = atomic_exchange_explicit(val_word(m, b, i), val,
+						memory_order_release);
+	else if (*exp != val) {
+		uint64_t e = *exp;
+		ok = atomic_compare_exchange_strong_explicit(
+		    val_word(m, b, i), &e, val, memory_order_release,
+		    memory_order_relaxed);
+	}
 	uintptr_t w = (uintptr_t)d;
 	/* Release: a later copier's freeze (acquire) sees our value word. */
 	if (!cas_release(&b->ipw, &w, 0))
@@ -903,15 +912,21 @@ retry:;
 		if (act == A_KEEP)
 			break;
 		if (m->inplace && i >= 0 && act == A_PUT && !frozen) {
-			int ip = cmap__put_in_place(m, r, b, (uint32_t)i, snap,
-						    u->val);
+			/* A set or replace stores over whatever the value
+			 * is now; cas and compute only over the value they
+			 * decided on. */
+			bool any = kind == U_SET || kind == U_REPLACE;
+			uint64_t old;
+			int ip = cmap__put_in_place(m, r, b, (uint32_t)i,
+						    any ? NULL : &snap, u->val,
+						    &old);
 			if (ip == IP_STALE)
 				goto again;
 			if (ip == IP_DONE) {
-				if (u->out &&
-				    (kind == U_SET || kind == U_REPLACE))
-					value_out(m, b, (uint32_t)i, cv, u->out,
-						  u->out_len);
+				if (any && u->out)
+					value_out(m, b, (uint32_t)i,
+						  (const unsigned char *)&old,
+						  u->out, u->out_len);
 				break;
 			}
 		}

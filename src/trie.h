@@ -244,14 +244,15 @@ typedef struct upd {
  * and reserved RESERVE_OP retirements. */
 int cmap__update(cmap_t *m, rec_t *r, upd_t *u);
 
-/* Write *val (8 bytes) over entry i of b in place, in an in-place map, on
- * condition that its value is still exp (trie.c, "In-place values").
- * IP_DONE: written (the linearization point is inside), IP_STALE: the
- * value had changed, IP_BUSY: b is frozen or contended, or no memory for a
- * descriptor (copy instead).  Retires nothing. */
+/* Write *val (8 bytes) over entry i of b in place, in an in-place map
+ * (trie.c, "In-place values"): if exp is non-NULL, on condition that the
+ * value is still *exp; else whatever it is, with the value replaced
+ * copied to *old.  IP_DONE: written (the linearization point is inside),
+ * IP_STALE: the value was not *exp, IP_BUSY: b is frozen or contended, or
+ * no memory for a descriptor (copy instead).  Retires nothing. */
 enum { IP_DONE, IP_STALE, IP_BUSY };
 int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
-		       uint64_t exp, const void *val);
+		       const uint64_t *exp, const void *val, uint64_t *old);
 
 /* Retirements one update may make (a bucket and a blob); helping a frozen
  * node reserves its own on top, keeping these. */
