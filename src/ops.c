@@ -144,13 +144,16 @@ store(cmap_t *m, ukind_t kind, const void *key, size_t klen, const void *val,
 		rc = cmap__check_val(m, val, vlen);
 	if (rc != CMAP_OK)
 		return rc;
-	upd_t u = {.kind = kind,
-		   .key = key,
-		   .klen = klen,
-		   .val = val,
-		   .vlen = vlen,
-		   .out = out,
-		   .out_len = out_len};
+	/* Field by field: the kinds stored here read no other field (a
+	 * zeroing initialiser cost a set about 20 instructions). */
+	upd_t u;
+	u.kind = kind;
+	u.key = key;
+	u.klen = klen;
+	u.val = val;
+	u.vlen = vlen;
+	u.out = out;
+	u.out_len = out_len;
 	return write(m, &u);
 }
 
