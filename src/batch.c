@@ -127,8 +127,21 @@ static long write_batch(cmap_t *m, ukind_t kind, const void *keys,
 				u.val = vp + (base + i) * m->vs;
 				u.vlen = m->vs;
 			}
-			rc = cmap__reserve(m, r, RESERVE_OP);
-			if (rc == CMAP_OK)
+			int j = -1;
+			uint64_t old;
+			/* A present key of an in-place map: written where the
+			 * group's walk found it, as cmap_set does.  A bucket
+			 * replaced since (by this batch too) is frozen, and the
+			 * key takes the update walk. */
+			if (kind == U_SET && m->inplace && v[i])
+				j = bucket_find(m, as_bucket(v[i]), h[i], u.key,
+						m->ks);
+			if (j >= 0 && cmap__put_in_place(
+					  m, r, as_bucket(v[i]), (uint32_t)j,
+					  NULL, u.val, &old) == IP_DONE)
+				rc = CMAP_REPLACED;
+			else if ((rc = cmap__reserve(m, r, RESERVE_OP)) ==
+				 CMAP_OK)
 				rc = cmap__update(m, r, &u);
 			if (results)
 				results[base + i] = rc;
