@@ -19,8 +19,9 @@
  *  c2: bits 0-2 key space (2 << n ids), 3-4 distinct values of the colliding
  *      hasher (1-4), 5-7 allocator hooks fail every Nth allocation
  *      {never x5, 3, 11, 37}.
- *  c3: the seed; bit 7 (with hooks) fails cmap_new's (c3 & 3) + 1-th
- *      allocation first.
+ *  c3: the seed; bit 6 CMAP_COPY_ON_WRITE (values of 8 bytes change in
+ *      place without it); bit 7 (with hooks) fails cmap_new's (c3 & 3) +
+ *      1-th allocation first.
  *
  * An operation is one byte, low 5 bits the kind (modulo OP_COUNT, below),
  * high 3 bits the allocation failures to inject into its calls {none x4,
@@ -1668,7 +1669,7 @@ static void op_bad_config(unsigned sub)
 		c.free = h_free;
 		break;
 	case 6:
-		c.flags |= 4u << (rd() % 29);
+		c.flags |= 8u << (rd() % 28); /* past every known flag */
 		break;
 	case 7:
 		c.hash = cmap_hash_u32;
@@ -2718,16 +2719,19 @@ static void start_map(void)
 	}
 	if (c0 & 0x80)
 		c.flags |= CMAP_NO_POOL;
+	if (c3 & 0x40)
+		c.flags |= CMAP_COPY_ON_WRITE;
 	if (c1 & 0x40)
 		c.size = 0; /* the 0.2 layout */
 	if (trace)
 		fprintf(stderr,
 			"map: key %zu value %zu hash %u eq %u dtors %u%u%u "
 			"hooks %d every %u pool %d size %zu ids %u collide "
-			"%u\n",
+			"%u cow %d\n",
 			S.ks, S.vs, (c0 >> 4) & 7, (c1 >> 3) & 3, S.kdtor,
 			S.vdtor, S.dcalls, S.hooks, A.every,
-			!(c.flags & CMAP_NO_POOL), c.size, S.nids, g_ncollide);
+			!(c.flags & CMAP_NO_POOL), c.size, S.nids, g_ncollide,
+			!!(c.flags & CMAP_COPY_ON_WRITE));
 	S.cfg = c;
 	S.cfg.size = sizeof c;
 	S.t = NULL;
