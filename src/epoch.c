@@ -803,7 +803,6 @@ void cmap__epoch_free_all(cmap_t *m)
 		for (int i = 0; i < NBAGS; i++)
 			sys_free(m, r->bags[i].items,
 				 r->bags[i].cap * sizeof(gitem_t));
-		cmap__dealloc(m, NULL, r->desc, sizeof(desc_t));
 		sys_free(m, r->pool, sizeof *r->pool);
 		sys_free(m, r, sizeof *r);
 		r = next;

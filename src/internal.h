@@ -132,31 +132,41 @@ typedef struct inner {
  * n keys, then n values; the key array is padded with zeros to a multiple of
  * 16 bytes so that lookups compare whole 16-byte groups without reading
  * outside the bucket.  Variable-length maps store n {hash, blob} pairs.
- * size is the allocation size (for the pool).
+ * A bucket is allocated for exactly n entries, except a merge's (flagged
+ * IPW_MERGED), allocated for BMERGE: bucket_size() gives either.
  *
  * Values are immutable too, except in in-place maps (cmap_t.inplace: 8-byte
  * values, no value destructor), where a replace writes the value word in
- * place under the protocol of trie.c ("In-place values"): ipw is 0, or a
- * pending writer's descriptor (desc_t), and once a copier has frozen the
- * bucket (IPW_FROZEN) no new in-place write can begin.
+ * place under the protocol of trie.c ("In-place values"): ipw names a
+ * pending writer's descriptor (desc_t) or none, and once a copier has
+ * frozen the bucket (IPW_FROZEN) no new in-place write can begin.
  */
 typedef struct bucket {
 	uint32_t n;
-	uint32_t size;
-	_Atomic(uintptr_t) ipw;
+	/* bit 0 IPW_FROZEN, bit 1 IPW_MERGED, bits 2..31 a descriptor's
+	 * index + 1 (trie.c, "In-place values"), or 0. */
+	_Atomic(uint32_t) ipw;
 	_Alignas(8) unsigned char data[];
 } bucket_t;
 
-#define IPW_FROZEN ((uintptr_t)1)
+#define IPW_FROZEN 1u
+/* Allocated for BMERGE entries (a merge's bucket, sized before it knew
+ * how many); every other bucket is allocated for exactly n. */
+#define IPW_MERGED 2u
+#define IPW_SHIFT  2
 
 /* An in-place write in progress on a bucket (trie.c): value word i goes
- * from exp to val (any: from whatever it holds).  Immutable while its
- * bucket's ipw points to it. */
+ * from exp to val (any: from whatever it holds).  Immutable while a
+ * bucket's ipw names it; next links the map's free descriptors. */
 typedef struct desc {
 	uint64_t exp, val;
 	uint32_t i;
 	uint32_t any;
+	_Atomic(uint32_t) next;
 } desc_t;
+
+/* Descriptor chunks per map: chunk k holds 32 << k descriptors. */
+#define DCHUNKS 26
 
 /* A variable-length entry: key bytes, then the value 8-byte aligned. */
 typedef struct blob {
@@ -365,8 +375,10 @@ typedef struct rec {
 	 * a thread that barely uses a map costs it no more than this. */
 	pool_local_t *pool;
 	/* The descriptor for this thread's next in-place write (trie.c),
-	 * made on demand; given to the bucket when a copier froze it. */
+	 * taken on demand (index + 1 in didx); given to the bucket when a
+	 * copier froze it with the descriptor in it. */
 	desc_t *desc;
+	uint32_t didx;
 	bag_t bags[NBAGS];
 	/* Ownership, protected by the process-wide registry lock. */
 	struct tctx *owner;
@@ -414,6 +426,12 @@ struct cmap {
 	bool dying;   /* cmap_free has begun: writes are refused */
 	unsigned flags;
 	_Atomic(uint64_t) epoch;
+
+	/* In-place write descriptors (trie.c): chunks made on demand, the
+	 * free ones on a stack whose head is (tag << 32) | (index + 1). */
+	_Atomic(desc_t *) dchunk[DCHUNKS];
+	_Atomic(uint32_t) dnext; /* indexes handed out so far */
+	_Atomic(uint64_t) dfree;
 
 	_Alignas(CACHELINE) _Atomic(rec_t *) recs;
 	/* The process's list of live maps (for fork), under the registry
@@ -529,6 +547,15 @@ static inline void cmap__retire(cmap_t *m, rec_t *r, void *p,
 
 size_t cmap__bucket_bytes(const cmap_t *m, uint32_t n);
 size_t cmap__blob_bytes(uint32_t klen, uint32_t vlen);
+void cmap__desc_put(cmap_t *m, uint32_t idx);
+
+/* A bucket's allocation size.  Relaxed: IPW_MERGED is set before the
+ * bucket is published and never changes. */
+static inline size_t bucket_size(const cmap_t *m, bucket_t *b)
+{
+	bool merged = ld_relaxed(&b->ipw) & IPW_MERGED;
+	return cmap__bucket_bytes(m, merged ? BMERGE : b->n);
+}
 
 /* Accessors for bucket contents (trie.c); validate.c uses them too. */
 static inline unsigned char *bkey(const cmap_t *m, bucket_t *b, uint32_t i)
@@ -582,14 +609,14 @@ static inline void cmap__reclaim_item(cmap_t *m, rec_t *r, gitem_t *g)
 		bucket_t *b = g->p;
 		uint32_t i = (uint32_t)(a >> 4);
 		/* A descriptor left in a frozen bucket is freed with it. */
-		uintptr_t w = ld_relaxed(&b->ipw) & ~IPW_FROZEN;
+		uint32_t w = ld_relaxed(&b->ipw) >> IPW_SHIFT;
 		if (w)
-			cmap__dealloc(m, r, (void *)w, sizeof(desc_t));
+			cmap__desc_put(m, w - 1);
 		if ((a & G_DKEY) && c->key_dtor)
 			c->key_dtor(bkey(m, b, i), m->ks, c->dtor_ctx);
 		if ((a & G_DVAL) && c->val_dtor)
 			c->val_dtor(bval(m, b, i), m->vs, c->dtor_ctx);
-		cmap__dealloc(m, r, b, b->size);
+		cmap__dealloc(m, r, b, bucket_size(m, b));
 		break;
 	}
 	case G_BLOB: {

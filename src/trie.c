@@ -70,7 +70,6 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n)
 	size_t size = cmap__bucket_bytes(m, n);
 	bucket_t *b = cmap__alloc(m, r, size);
 	if (b) {
-		b->size = (uint32_t)size;
 		st_relaxed(&b->ipw, 0);
 		bucket_set_n(m, b, n);
 	}
@@ -79,7 +78,7 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n)
 
 static void bucket_dealloc(cmap_t *m, rec_t *r, bucket_t *b)
 {
-	cmap__dealloc(m, r, b, b->size);
+	cmap__dealloc(m, r, b, bucket_size(m, b));
 }
 
 static void blob_dealloc(cmap_t *m, rec_t *r, blob_t *bl)
@@ -140,15 +139,13 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 		/* Replace: the same layout, so one straight copy of the
 		 * contents (key padding included), then the new value over the
 		 * old.  The stored key stays (cmap_set in cmap.h).  The copy
-		 * never reads past b->size: with allocator hooks that is the
-		 * block's end. */
-		bucket_t *nb = cmap__alloc(m, r, b->size);
+		 * reads only the n entries' bytes, inside b's block (with
+		 * allocator hooks, the block's end). */
+		bucket_t *nb = bucket_alloc(m, r, n);
 		if (nb) {
-			nb->n = n;
-			nb->size = b->size;
-			st_relaxed(&nb->ipw, 0);
 			copy_span(nb->data, b->data,
-				  b->size - offsetof(bucket_t, data));
+				  cmap__bucket_bytes(m, n) -
+				      offsetof(bucket_t, data));
 			copy_item(bval(m, nb, at), val, vs);
 		}
 		return nb;
@@ -241,16 +238,85 @@ static inline _Atomic(uint64_t) *val_word(const cmap_t *m, bucket_t *b,
 	return (_Atomic(uint64_t) *)(uintptr_t)bval(m, b, i);
 }
 
+/*
+ * Descriptors live in per-map chunks (chunk k holds 32 << k of them) and
+ * are named by index in a bucket's 32-bit ipw word.  A thread keeps one
+ * until a copier freezes a bucket with it announced; that one is put back
+ * on the map's free stack when the bucket is freed.
+ */
+static desc_t *desc_at(const cmap_t *m, uint32_t idx)
+{
+	uint32_t j = idx / 32 + 1, k = 31 - (uint32_t)__builtin_clz(j);
+	/* Acquire: pairs with the release CAS that installed the chunk
+	 * (a copier reaches it through ipw, ordered after that anyway). */
+	desc_t *c = ld_acquire((_Atomic(desc_t *) *)&m->dchunk[k]);
+	return c + (idx - 32 * ((1u << k) - 1));
+}
+
+/* Give r a descriptor: a free one, else the next index (making its chunk
+ * if needed).  False when out of memory or indexes. */
+static bool desc_take(cmap_t *m, rec_t *r)
+{
+	/* Acquire: pairs with the release CAS of the push, so the popped
+	 * descriptor's next link is seen. */
+	uint64_t h = ld_acquire(&m->dfree);
+	while ((uint32_t)h) {
+		uint32_t idx = (uint32_t)h - 1;
+		/* Relaxed: a stale link fails the tagged CAS below. */
+		uint32_t next = ld_relaxed(&desc_at(m, idx)->next);
+		uint64_t nh = ((h >> 32) + 1) << 32 | next;
+		if (cas_acqrel(&m->dfree, &h, nh)) {
+			r->desc = desc_at(m, idx);
+			r->didx = idx + 1;
+			return true;
+		}
+	}
+	uint32_t idx =
+	    atomic_fetch_add_explicit(&m->dnext, 1, memory_order_relaxed);
+	uint32_t j = idx / 32 + 1, k = 31 - (uint32_t)__builtin_clz(j);
+	if (k >= DCHUNKS || (idx + 1) << IPW_SHIFT >> IPW_SHIFT != idx + 1)
+		return false; /* (an index a later take may still not fit) */
+	if (!ld_acquire(&m->dchunk[k])) {
+		size_t bytes = (size_t)(32u << k) * sizeof(desc_t);
+		desc_t *c = m->cfg.alloc(m->cfg.alloc_ctx, bytes, CACHELINE);
+		if (!c)
+			return false; /* idx is lost: a few bytes of index space
+				       */
+		desc_t *e = NULL;
+		/* Release: the chunk's memory before its publication. */
+		if (!cas_release(&m->dchunk[k], &e, c))
+			m->cfg.free(m->cfg.alloc_ctx, c, bytes);
+	}
+	r->desc = desc_at(m, idx);
+	r->didx = idx + 1;
+	return true;
+}
+
+/* Put descriptor idx back (any thread: a frozen bucket's, once the bucket
+ * is freed). */
+void cmap__desc_put(cmap_t *m, uint32_t idx)
+{
+	desc_t *d = desc_at(m, idx);
+	uint64_t h = ld_relaxed(&m->dfree);
+	for (;;) {
+		st_relaxed(&d->next, (uint32_t)h);
+		uint64_t nh = ((h >> 32) + 1) << 32 | (idx + 1);
+		/* Release: a taker (acquire) sees d->next. */
+		if (cas_release(&m->dfree, &h, nh))
+			return;
+	}
+}
+
 /* Freeze b before copying it (in-place maps). */
 static ovr_t freeze_bucket(const cmap_t *m, bucket_t *b)
 {
 	/* Acquire: pairs with the release CASes of in-place writers on ipw,
 	 * so their descriptor and the value words they wrote are seen. */
-	uintptr_t w =
+	uint32_t w =
 	    atomic_fetch_or_explicit(&b->ipw, IPW_FROZEN, memory_order_acquire);
-	desc_t *d = (desc_t *)(w & ~IPW_FROZEN);
-	if (!d)
+	if (!(w >> IPW_SHIFT))
 		return NO_OVR;
+	desc_t *d = desc_at(m, (w >> IPW_SHIFT) - 1);
 	/* Relaxed: the word holds the value the announcement was made on
 	 * (seen through the acquire above), or the owner's val since. */
 	uint64_t x = ld_relaxed(val_word(m, b, d->i));
@@ -264,19 +330,22 @@ static ovr_t freeze_bucket(const cmap_t *m, bucket_t *b)
 int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 		       const uint64_t *exp, const void *valp, uint64_t *old)
 {
-	desc_t *d = r->desc;
-	if (!d && !(d = r->desc = cmap__alloc(m, r, sizeof *d)))
+	if (!r->didx && !desc_take(m, r))
 		return IP_BUSY;
+	desc_t *d = r->desc;
+	uint32_t me = r->didx << IPW_SHIFT;
 	uint64_t val;
 	memcpy(&val, valp, 8);
 	d->i = i;
 	d->any = !exp;
 	d->exp = exp ? *exp : 0;
 	d->val = val;
+	/* IPW_MERGED is the only bit set while no write is announced. */
+	uint32_t base = ld_relaxed(&b->ipw) & IPW_MERGED;
 	for (int spin = 0;; spin++) {
-		uintptr_t w = 0;
+		uint32_t w = base;
 		/* Release: a copier whose freeze returns d reads its fields. */
-		if (cas_release(&b->ipw, &w, (uintptr_t)d))
+		if (cas_release(&b->ipw, &w, base | me))
 			break;
 		if ((w & IPW_FROZEN) || spin == IP_SPIN)
 			return IP_BUSY;
@@ -297,10 +366,14 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 		    val_word(m, b, i), &e, val, memory_order_release,
 		    memory_order_relaxed);
 	}
-	uintptr_t w = (uintptr_t)d;
+	uint32_t w = base | me;
 	/* Release: a later copier's freeze (acquire) sees our value word. */
-	if (!cas_release(&b->ipw, &w, 0))
-		r->desc = NULL; /* frozen with d in it: d is b's now */
+	if (!cas_release(&b->ipw, &w, base)) {
+		/* Frozen with d in it: d is b's now, put back when b is
+		 * freed. */
+		r->desc = NULL;
+		r->didx = 0;
+	}
 	return ok ? IP_DONE : IP_STALE;
 }
 
@@ -472,9 +545,10 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 			}
 		}
 		if (total) {
-			/* mb stays sized for BMERGE entries (b->size); the
+			/* mb stays sized for BMERGE entries (IPW_MERGED); the
 			 * layout only depends on n. */
 			fill_bucket(m, mb, refs, total);
+			st_relaxed(&mb->ipw, IPW_MERGED);
 			repl = tag_bucket(mb);
 		} else {
 			repl = 0;
@@ -1127,9 +1201,6 @@ static void free_tree(cmap_t *m, uintptr_t v)
 		return;
 	}
 	bucket_t *b = as_bucket(v);
-	uintptr_t w = ld_relaxed(&b->ipw) & ~IPW_FROZEN;
-	if (w) /* a descriptor left in a frozen bucket */
-		cmap__dealloc(m, NULL, (void *)w, sizeof(desc_t));
 	for (uint32_t i = 0; i < b->n; i++) {
 		if (m->var) {
 			blob_t *bl = bvent(b, i)->blob;
@@ -1165,6 +1236,12 @@ CMAP_API void cmap_free(cmap_t *m)
 		free_tree(m, v);
 	}
 	cmap__epoch_free_all(m);
+	for (unsigned k = 0; k < DCHUNKS; k++) {
+		desc_t *c = ld_relaxed(&m->dchunk[k]);
+		if (c)
+			m->cfg.free(m->cfg.alloc_ctx, c,
+				    (size_t)(32u << k) * sizeof(desc_t));
+	}
 	cmap__pool_release_all(m);
 	m->cfg.free(m->cfg.alloc_ctx, m->root, sizeof(inner_t));
 	m->cfg.free(m->cfg.alloc_ctx, m, sizeof *m);

@@ -46,10 +46,10 @@ static void check_bucket(struct walk *w, bucket_t *b, unsigned level)
 	w->st.nodes_per_level[level + 1]++;
 	if (level + 1 > w->st.max_depth)
 		w->st.max_depth = level + 1;
-	w->st.bytes_in_use += b->size;
+	w->st.bytes_in_use += bucket_size(m, b);
 	if (b->n == 0)
 		bad(w, "empty bucket", level);
-	if (b->size < cmap__bucket_bytes(m, b->n))
+	if (bucket_size(m, b) < cmap__bucket_bytes(m, b->n))
 		bad(w, "bucket smaller than its entry count needs", level);
 	if (b->n > BMAX) {
 		if (level < LAST_LEVEL)
