@@ -189,194 +189,6 @@ static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	return nb;
 }
 
-/* ---- in-place values
- * ---------------------------------------------------------- */
-
-/*
- * In an in-place map (8-byte values, no value destructor) a write that
- * replaces a present key's value changes the value word where it is, with
- * no copy, allocation or retirement.  The race to rule out is a copier
- * (an insert, remove, split or merge copying the bucket) reading the old
- * value and publishing its copy after the in-place write: the write would
- * be lost.  So:
- *  - an in-place writer announces its write {i, exp, val} by a CAS of ipw
- *    from 0 to its descriptor, then CASes value word i from exp to val (a
- *    set or replace, "any": exchanges it for val), then CASes ipw back to
- *    0.  While ipw names it, no other in-place write can begin, so only its
- *    owner writes word i, once, and the write takes place if and only if
- *    the word held exp when it was announced (always, for "any");
- *  - a copier first freezes the bucket (fetch_or IPW_FROZEN on ipw): no
- *    in-place write can begin afterwards.  If the freeze found a pending
- *    write, the copy gives entry i the value that write leaves (val for
- *    "any" or if the word holds exp or already val, else the word's
- *    value), and never
- *    reads word i with a plain load, which the owner may still be writing;
- *    every other word is final and read as usual.
- * The write's linearization point is the owner's value CAS, or, when a
- * copy that carries it is published first, that publication; the owner's
- * CAS then lands in the replaced bucket, which only readers that found it
- * before see.  Readers load value words atomically and never look at
- * ipw.  A descriptor that a copier saw stays in the frozen bucket (its
- * owner takes a fresh one) and is freed with the bucket.
- */
-/* Attempts at announcing an in-place write while another thread's is
- * pending, before copying instead: that window is a few instructions. */
-#define IP_SPIN 16
-
-/* What a copy of a frozen bucket must give entry i (i < 0: nothing
- * pending, copy every value as it is). */
-typedef struct ovr {
-	int32_t i;
-	uint64_t v;
-} ovr_t;
-
-#define NO_OVR ((ovr_t){-1, 0})
-
-static inline _Atomic(uint64_t) *val_word(const cmap_t *m, bucket_t *b,
-					  uint32_t i)
-{
-	return (_Atomic(uint64_t) *)(uintptr_t)bval(m, b, i);
-}
-
-/*
- * Descriptors live in per-map chunks (chunk k holds 32 << k of them) and
- * are named by index in a bucket's 32-bit ipw word.  A thread keeps one
- * until a copier freezes a bucket with it announced; that one is put back
- * on the map's free stack when the bucket is freed.
- */
-static desc_t *desc_at(const cmap_t *m, uint32_t idx)
-{
-	uint32_t j = idx / 32 + 1, k = 31 - (uint32_t)__builtin_clz(j);
-	/* Acquire: pairs with the release CAS that installed the chunk
-	 * (a copier reaches it through ipw, ordered after that anyway). */
-	desc_t *c = ld_acquire((_Atomic(desc_t *) *)&m->dchunk[k]);
-	return c + (idx - 32 * ((1u << k) - 1));
-}
-
-/* Give r a descriptor: a free one, else the next index (making its chunk
- * if needed).  False when out of memory or indexes. */
-static bool desc_take(cmap_t *m, rec_t *r)
-{
-	/* Acquire: pairs with the release CAS of the push, so the popped
-	 * descriptor's next link is seen. */
-	uint64_t h = ld_acquire(&m->dfree);
-	while ((uint32_t)h) {
-		uint32_t idx = (uint32_t)h - 1;
-		/* Relaxed: a stale link fails the tagged CAS below. */
-		uint32_t next = ld_relaxed(&desc_at(m, idx)->next);
-		uint64_t nh = ((h >> 32) + 1) << 32 | next;
-		if (cas_acqrel(&m->dfree, &h, nh)) {
-			r->desc = desc_at(m, idx);
-			r->didx = idx + 1;
-			return true;
-		}
-	}
-	uint32_t idx =
-	    atomic_fetch_add_explicit(&m->dnext, 1, memory_order_relaxed);
-	uint32_t j = idx / 32 + 1, k = 31 - (uint32_t)__builtin_clz(j);
-	if (k >= DCHUNKS || (idx + 1) << IPW_SHIFT >> IPW_SHIFT != idx + 1)
-		return false; /* (an index a later take may still not fit) */
-	if (!ld_acquire(&m->dchunk[k])) {
-		size_t bytes = (size_t)(32u << k) * sizeof(desc_t);
-		desc_t *c = m->cfg.alloc(m->cfg.alloc_ctx, bytes, CACHELINE);
-		if (!c)
-			return false; /* idx is lost: a few bytes of index space
-				       */
-		desc_t *e = NULL;
-		/* Release: the chunk's memory before its publication. */
-		if (!cas_release(&m->dchunk[k], &e, c))
-			m->cfg.free(m->cfg.alloc_ctx, c, bytes);
-	}
-	r->desc = desc_at(m, idx);
-	r->didx = idx + 1;
-	return true;
-}
-
-/* Put descriptor idx back (any thread: a frozen bucket's, once the bucket
- * is freed). */
-void cmap__desc_put(cmap_t *m, uint32_t idx)
-{
-	desc_t *d = desc_at(m, idx);
-	uint64_t h = ld_relaxed(&m->dfree);
-	for (;;) {
-		st_relaxed(&d->next, (uint32_t)h);
-		uint64_t nh = ((h >> 32) + 1) << 32 | (idx + 1);
-		/* Release: a taker (acquire) sees d->next. */
-		if (cas_release(&m->dfree, &h, nh))
-			return;
-	}
-}
-
-/* Freeze b before copying it (in-place maps). */
-static ovr_t freeze_bucket(const cmap_t *m, bucket_t *b)
-{
-	/* Acquire: pairs with the release CASes of in-place writers on ipw,
-	 * so their descriptor and the value words they wrote are seen. */
-	uint32_t w =
-	    atomic_fetch_or_explicit(&b->ipw, IPW_FROZEN, memory_order_acquire);
-	if (!(w >> IPW_SHIFT))
-		return NO_OVR;
-	desc_t *d = desc_at(m, (w >> IPW_SHIFT) - 1);
-	/* Relaxed: the word holds the value the announcement was made on
-	 * (seen through the acquire above), or the owner's val since. */
-	uint64_t x = ld_relaxed(val_word(m, b, d->i));
-	return (ovr_t){(int32_t)d->i, d->any || x == d->exp ? d->val : x};
-}
-
-/*
- * The in-place write itself (trie.h): announce, write the word, withdraw
- * the announcement.
- */
-int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
-		       const uint64_t *exp, const void *valp, uint64_t *old)
-{
-	if (!r->didx && !desc_take(m, r))
-		return IP_BUSY;
-	desc_t *d = r->desc;
-	uint32_t me = r->didx << IPW_SHIFT;
-	uint64_t val;
-	memcpy(&val, valp, 8);
-	d->i = i;
-	d->any = !exp;
-	d->exp = exp ? *exp : 0;
-	d->val = val;
-	/* IPW_MERGED is the only bit set while no write is announced. */
-	uint32_t base = ld_relaxed(&b->ipw) & IPW_MERGED;
-	for (int spin = 0;; spin++) {
-		uint32_t w = base;
-		/* Release: a copier whose freeze returns d reads its fields. */
-		if (cas_release(&b->ipw, &w, base | me))
-			break;
-		if ((w & IPW_FROZEN) || spin == IP_SPIN)
-			return IP_BUSY;
-		cpu_relax();
-	}
-	/* Release: the linearization point (unless a copy carried the write
-	 * first); pairs with readers' acquire loads of the word, so what a
-	 * stored pointer points to is seen.  Only we write the word while d
-	 * is announced, so the exchange returns the value just before our
-	 * write, also when a copy carried it first. */
-	bool ok = true;
-	if (!exp)
-		*old = atomic_exchange_explicit(val_word(m, b, i), val,
-						memory_order_release);
-	else if (*exp != val) {
-		uint64_t e = *exp;
-		ok = atomic_compare_exchange_strong_explicit(
-		    val_word(m, b, i), &e, val, memory_order_release,
-		    memory_order_relaxed);
-	}
-	uint32_t w = base | me;
-	/* Release: a later copier's freeze (acquire) sees our value word. */
-	if (!cas_release(&b->ipw, &w, base)) {
-		/* Frozen with d in it: d is b's now, put back when b is
-		 * freed. */
-		r->desc = NULL;
-		r->didx = 0;
-	}
-	return ok ? IP_DONE : IP_STALE;
-}
-
 /* A copy of frozen bucket b with a pending write o (o.i >= 0), as
  * cow_fixed's cases: word o.i is never read, o.v stands in for it. */
 static bucket_t *cow_pending(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
@@ -536,7 +348,9 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 			if (!kids[i])
 				continue;
 			bucket_t *b = as_bucket(kids[i]);
-			ov[i] = m->inplace ? freeze_bucket(m, b) : NO_OVR;
+			ov[i] = NO_OVR;
+			if (m->inplace)
+				cmap__freeze_bucket(m, b, &ov[i]);
 			for (uint32_t j = 0; j < b->n; j++) {
 				refs[k] = ref_of(m, b, j);
 				if (j == (uint32_t)ov[i].i)
@@ -1017,7 +831,7 @@ retry:;
 			 * in it after we read it.  Its values are final now;
 			 * if the entry's changed since the decision, decide
 			 * again on the final one. */
-			o = freeze_bucket(m, b);
+			cmap__freeze_bucket(m, b, &o);
 			frozen = true;
 			if (i >= 0) {
 				uint64_t fin;

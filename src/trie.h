@@ -254,6 +254,20 @@ enum { IP_DONE, IP_STALE, IP_BUSY };
 int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 		       const uint64_t *exp, const void *val, uint64_t *old);
 
+/* What a copy of a frozen bucket must give entry i (i < 0: nothing
+ * pending, copy every value as it is). */
+typedef struct ovr {
+	int32_t i;
+	uint64_t v;
+} ovr_t;
+
+#define NO_OVR ((ovr_t){-1, 0})
+
+/* Freeze b against in-place writes before copying it (in-place maps
+ * only): afterwards no in-place write can begin, and every value word
+ * but *o's is final. */
+void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o);
+
 /* Retirements one update may make (a bucket and a blob); helping a frozen
  * node reserves its own on top, keeping these. */
 #define RESERVE_OP 2

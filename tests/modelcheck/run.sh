@@ -1,5 +1,6 @@
 #!/bin/sh
-# Run GenMC on tests/modelcheck/epoch_mc.c in every configuration below
+# Run GenMC on tests/modelcheck/epoch_mc.c and inplace_mc.c in every
+# configuration below
 # (`make modelcheck`).  "pass" configurations must verify; "fail" ones are
 # reverted fixes or deliberate refutations that GenMC must report an error
 # for (the run fails if it does not).  Logs and a summary go to $OUT
@@ -12,7 +13,8 @@ OUT=${OUT:-build/mc}
 pat=${1:-.}
 mkdir -p "$OUT"
 
-# name  expect  flags   (RWC: writer + 1 reader + advancer)
+# name  expect  flags   (RWC: writer + 1 reader + advancer; ip-*: the
+# in-place value protocol, tests/modelcheck/inplace_mc.c)
 configs='
 mb-1r           pass -DMC_WCOLLECTS=3
 mb-1r-vacuity   fail -DMC_WCOLLECTS=3 -DMC_VACUITY
@@ -26,6 +28,13 @@ fail-2op         pass -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLEC
 fail-2op-vacuity fail -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLECTS=4 -DMC_VACUITY
 fail-2op-nowait  fail -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLECTS=4 -DMC_REVERT_ALLFENCED
 fail-2op-nofence fail -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLECTS=4 -DMC_REVERT_FENCE
+ip-1w           pass -DMC_WRITERS=1
+ip-2w           pass -DMC_WRITERS=2
+ip-2w-cond      pass -DMC_WRITERS=2 -DMC_COND
+ip-1w-nocarry   fail -DMC_WRITERS=1 -DMC_NO_CARRY
+ip-2w-nocarry   fail -DMC_WRITERS=2 -DMC_NO_CARRY
+ip-1w-copyfirst fail -DMC_WRITERS=1 -DMC_COPY_FIRST
+ip-1w-plain     fail -DMC_WRITERS=1 -DMC_PLAIN_PENDING
 '
 
 summary=$OUT/summary.txt
@@ -34,11 +43,13 @@ echo "$configs" | while read -r name expect flags; do
 	[ -n "$name" ] || continue
 	echo "$name" | grep -Eq -- "$pat" || continue
 	log=$OUT/$name.log
+	client=tests/modelcheck/epoch_mc.c
+	case $name in ip-*) client=tests/modelcheck/inplace_mc.c ;; esac
 	start=$(date +%s)
 	# shellcheck disable=SC2086
 	nice -n 10 "$GENMC" -disable-estimation -disable-mm-detector \
 		-disable-warn-on-unfreed-memory -- -I include -DCMAP_MODELCHECK \
-		$flags tests/modelcheck/epoch_mc.c >"$log" 2>&1
+		$flags "$client" >"$log" 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
 	execs=$(sed -n 's/^Number of complete executions explored: //p' "$log")
