@@ -92,6 +92,58 @@ static inline bool replace_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
 }
 
 /*
+ * A compute on entry i of b in an in-place map, tried before the update
+ * walk: fn sees the value word's snapshot; KEEP and ABORT are answered at
+ * the snapshot, a SET is written in place on condition that the word still
+ * holds it.  A REMOVE, or a SET on a bucket being copied, goes to the walk
+ * as a remove_if / cas on that same snapshot, so that fn is not asked
+ * twice about a value that did not change.  False when the value changed
+ * (or the key left): the walk then runs the compute, asking fn again.
+ */
+static bool compute_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
+			     uint32_t i, int *rc)
+{
+	uint64_t cur;
+	int st; /* *rc only when answered here: the walk expects OK */
+	read_val(m, &cur, bval(m, b, i));
+	int act = cmap__compute_answer(m, r, u, &cur, 8, &st);
+	if (act == A_PUT) {
+		int ip = cmap__put_in_place(m, r, b, i, &cur, u->val, NULL);
+		if (ip == IP_STALE)
+			return false;
+		if (ip == IP_BUSY) {
+			upd_t c = {.kind = U_CAS,
+				   .h = u->h,
+				   .key = u->key,
+				   .klen = u->klen,
+				   .val = u->val,
+				   .vlen = 8,
+				   .exp = &cur,
+				   .elen = 8};
+			if ((st = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
+				st = cmap__update(m, r, &c);
+			if (st == CMAP_MISMATCH || st == CMAP_NOT_FOUND)
+				return false;
+		}
+	} else if (act == A_DROP) {
+		upd_t c = {.kind = U_REMOVE_IF,
+			   .h = u->h,
+			   .key = u->key,
+			   .klen = u->klen,
+			   .exp = &cur,
+			   .elen = 8};
+		if ((st = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
+			st = cmap__update(m, r, &c);
+		if (st == CMAP_MISMATCH || st == CMAP_NOT_FOUND)
+			return false;
+		if (st == CMAP_OK)
+			st = CMAP_REMOVED;
+	}
+	*rc = st;
+	return true;
+}
+
+/*
  * Every write: enter, refuse what may not write now, reserve the
  * retirements the update may make, run it, leave and maybe collect.
  */
@@ -124,6 +176,14 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 		 * so no reservation and no collect either. */
 		cmap__leave(r);
 		return CMAP_REPLACED;
+	} else if (rc == CMAP_OK && m->inplace && u->kind == U_COMPUTE &&
+		   (i = lookup(m, u->h, u->key, u->klen, &b)) >= 0 &&
+		   compute_in_place(m, r, u, b, (uint32_t)i, &rc)) {
+		/* A present key's compute, answered or written in place
+		 * (or by a conditional walk that may have retired). */
+		cmap__leave(r);
+		cmap__maybe_collect(m, r);
+		return rc;
 	} else if (rc == CMAP_OK &&
 		   (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK) {
 		rc = cmap__update(m, r, u);

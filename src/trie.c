@@ -525,10 +525,6 @@ static void value_out(const cmap_t *m, bucket_t *b, uint32_t i,
 		*len = m->vs;
 }
 
-/* What an update does where it stands: leave the map as it is (status in
- * *rc), store u->val/u->vlen for the key, or remove the key's entry. */
-enum { A_KEEP, A_PUT, A_DROP };
-
 /*
  * The decision of u's kind on entry i of b (i < 0: the key is absent), whose
  * value bytes are cv in a fixed-size map: b's own, or in an in-place map a
@@ -615,38 +611,7 @@ decide(cmap_t *m, rec_t *r, upd_t *u, ukind_t kind, bucket_t *b, int i,
 			cur = m->var ? blob_val(bvent(b, at)->blob) : cv;
 			clen = value_len(m, b, at);
 		}
-		/* Writes to this map from fn would race with our CAS (and
-		 * could make it retry forever): cmap__may_write refuses
-		 * them. */
-		r->no_write++;
-		u->val = NULL;
-		u->vlen = 0;
-		int act = u->fn(u->key, u->klen, cur, clen, &u->val, &u->vlen,
-				u->ctx);
-		r->no_write--;
-		/* fn may have retired (cmap_defer_free): make room again. */
-		if ((*rc = cmap__reserve(m, r, RESERVE_OP)) != CMAP_OK)
-			return A_KEEP;
-		switch (act) {
-		case CMAP_COMPUTE_KEEP:
-			*rc = CMAP_UNCHANGED;
-			return A_KEEP;
-		case CMAP_COMPUTE_SET:
-			if ((*rc = cmap__check_val(m, u->val, u->vlen)) !=
-			    CMAP_OK)
-				return A_KEEP;
-			*rc = i >= 0 ? CMAP_REPLACED : CMAP_OK;
-			return A_PUT;
-		case CMAP_COMPUTE_REMOVE:
-			*rc = i >= 0 ? CMAP_REMOVED : CMAP_UNCHANGED;
-			return i >= 0 ? A_DROP : A_KEEP;
-		case CMAP_COMPUTE_ABORT:
-			*rc = CMAP_ABORTED;
-			return A_KEEP;
-		default:
-			*rc = CMAP_EINVAL;
-			return A_KEEP;
-		}
+		return cmap__compute_answer(m, r, u, cur, clen, rc);
 	}
 	}
 	*rc = CMAP_ERANGE; /* fits() reported the length needed */

@@ -272,6 +272,49 @@ void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o);
  * node reserves its own on top, keeping these. */
 #define RESERVE_OP 2
 
+/* What an update does where it stands: leave the map as it is (status in
+ * *rc), store u->val/u->vlen for the key, or remove the key's entry. */
+enum { A_KEEP, A_PUT, A_DROP };
+
+/*
+ * A compute's decision: ask u->fn about the current value (cur, clen; NULL
+ * when the key is absent) and map its answer to an action and a status.
+ * Shared by the update walk (trie.c) and the in-place fast path (ops.c).
+ */
+static inline int cmap__compute_answer(cmap_t *m, rec_t *r, upd_t *u,
+				       const void *cur, size_t clen, int *rc)
+{
+	/* Writes to this map from fn would race with our write (and could
+	 * make it retry forever): cmap__may_write refuses them. */
+	r->no_write++;
+	u->val = NULL;
+	u->vlen = 0;
+	int act = u->fn(u->key, u->klen, cur, clen, &u->val, &u->vlen, u->ctx);
+	r->no_write--;
+	/* fn may have retired (cmap_defer_free): make room again. */
+	if ((*rc = cmap__reserve(m, r, RESERVE_OP)) != CMAP_OK)
+		return A_KEEP;
+	switch (act) {
+	case CMAP_COMPUTE_KEEP:
+		*rc = CMAP_UNCHANGED;
+		return A_KEEP;
+	case CMAP_COMPUTE_SET:
+		if ((*rc = cmap__check_val(m, u->val, u->vlen)) != CMAP_OK)
+			return A_KEEP;
+		*rc = cur ? CMAP_REPLACED : CMAP_OK;
+		return A_PUT;
+	case CMAP_COMPUTE_REMOVE:
+		*rc = cur ? CMAP_REMOVED : CMAP_UNCHANGED;
+		return cur ? A_DROP : A_KEEP;
+	case CMAP_COMPUTE_ABORT:
+		*rc = CMAP_ABORTED;
+		return A_KEEP;
+	default:
+		*rc = CMAP_EINVAL;
+		return A_KEEP;
+	}
+}
+
 /* cmap_insert_batch's state: the caller's arrays, a key's hash and index
  * per element, scratch room for partitioning, the count inserted. */
 typedef struct belem {
