@@ -111,33 +111,27 @@ static bool compute_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
 		int ip = cmap__put_in_place(m, r, b, i, &cur, u->val, NULL);
 		if (ip == IP_STALE)
 			return false;
-		if (ip == IP_BUSY) {
-			upd_t c = {.kind = U_CAS,
-				   .h = u->h,
-				   .key = u->key,
-				   .klen = u->klen,
-				   .val = u->val,
-				   .vlen = 8,
-				   .exp = &cur,
-				   .elen = 8};
-			if ((st = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
-				st = cmap__update(m, r, &c);
-			if (st == CMAP_MISMATCH || st == CMAP_NOT_FOUND)
-				return false;
-		}
-	} else if (act == A_DROP) {
-		upd_t c = {.kind = U_REMOVE_IF,
+		if (ip == IP_DONE)
+			act = A_KEEP; /* written: st is REPLACED */
+	}
+	if (act != A_KEEP) {
+		/* The walk, on condition that the value is still cur. */
+		upd_t c = {.kind = act == A_PUT ? U_CAS : U_REMOVE_IF,
 			   .h = u->h,
 			   .key = u->key,
 			   .klen = u->klen,
+			   .val = u->val,
+			   .vlen = u->vlen,
 			   .exp = &cur,
 			   .elen = 8};
+		int want = st;
 		if ((st = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
 			st = cmap__update(m, r, &c);
 		if (st == CMAP_MISMATCH || st == CMAP_NOT_FOUND)
 			return false;
-		if (st == CMAP_OK)
-			st = CMAP_REMOVED;
+		if (st >= 0)
+			st =
+			    want; /* REPLACED or REMOVED, as fn's answer says */
 	}
 	*rc = st;
 	return true;
