@@ -169,11 +169,14 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	 * first); pairs with readers' acquire loads of the word, so what a
 	 * stored pointer points to is seen.  Only we write the word while d
 	 * is announced, so the exchange returns the value just before our
-	 * write, also when a copy carried it first. */
+	 * write, also when a copy carried it first; acquire, because that
+	 * old value goes to our caller, who may follow it (it was stored
+	 * with release).  The conditional CAS's old value is the snapshot,
+	 * read with acquire already. */
 	bool ok = true;
 	if (!exp)
 		*old = atomic_exchange_explicit(val_word(m, b, i), val,
-						memory_order_release);
+						memory_order_acq_rel);
 	else if (*exp != val) {
 		uint64_t e = *exp;
 		ok = atomic_compare_exchange_strong_explicit(

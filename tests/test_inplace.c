@@ -200,11 +200,13 @@ struct obj {
 	uint64_t a, b;
 };
 
+/* Two publishers swap their own objects into one key; each reads the old
+ * object it gets back (written by the other thread before its set: the set
+ * that returns it must acquire it) and frees it after a grace period. */
 static void *publisher(void *p)
 {
 	struct shared *s = p;
 	uint64_t k = key_of(1);
-	struct obj *prev = NULL;
 	for (long i = 1; i <= s->n; i++) {
 		struct obj *o = malloc(sizeof *o);
 		CHECK(o);
@@ -213,12 +215,12 @@ static void *publisher(void *p)
 		uint64_t v = (uint64_t)(uintptr_t)o, old = 0;
 		CHECK_EQ(cmap_set(s->m, &k, 8, &v, 8, &old, NULL),
 			 CMAP_REPLACED);
-		CHECK_EQ(old, (uint64_t)(uintptr_t)prev);
-		/* Readers may still hold the old object: freed once a grace
-		 * period has passed. */
-		if (prev)
+		struct obj *prev = (struct obj *)(uintptr_t)old;
+		if (prev) {
+			CHECK_EQ(prev->b, ~prev->a);
+			/* Readers may still hold it. */
 			CHECK_EQ(cmap_defer_free(s->m, prev, free), CMAP_OK);
-		prev = o;
+		}
 	}
 	atomic_fetch_sub(&s->running, 1);
 	return NULL;
@@ -250,12 +252,14 @@ static void test_publication(unsigned flags)
 	struct shared s = {.m = new_map(flags), .n = scaled(50000)};
 	uint64_t k = key_of(1), zero = 0;
 	CHECK_EQ(cmap_set(s.m, &k, 8, &zero, 8, NULL, NULL), CMAP_OK);
-	atomic_store(&s.running, 1);
-	pthread_t p, r, c;
-	CHECK_EQ(pthread_create(&p, NULL, publisher, &s), 0);
+	atomic_store(&s.running, 2);
+	pthread_t p[2], r, c;
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&p[i], NULL, publisher, &s), 0);
 	CHECK_EQ(pthread_create(&r, NULL, subscriber, &s), 0);
 	CHECK_EQ(pthread_create(&c, NULL, churner, &s), 0);
-	CHECK_EQ(pthread_join(p, NULL), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_join(p[i], NULL), 0);
 	CHECK_EQ(pthread_join(r, NULL), 0);
 	CHECK_EQ(pthread_join(c, NULL), 0);
 	uint64_t v = 0;
