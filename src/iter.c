@@ -12,7 +12,8 @@
  *
  * Why every key present throughout is visited exactly once and no key
  * twice, whatever splits and contractions happen meanwhile: next only
- * grows, and each step visits the entries of one immutable bucket that
+ * grows, and each step visits the entries of one bucket (whose keys never
+ * change) that
  * lie in [next, new next), a range no other step covers.  A key is in the
  * bucket that covers its position at every moment it is in the map
  * (invariant of the trie), so a key present when the walk passes its

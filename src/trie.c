@@ -1,7 +1,8 @@
 /*
  * The trie: a hash array mapped trie whose inner nodes are arrays of atomic
- * slots changed in place by CAS, and whose leaves are immutable buckets of
- * up to BMAX entries stored inline, replaced copy-on-write.  Cache-Tries
+ * slots changed in place by CAS, and whose leaves are buckets of up to BMAX
+ * entries stored inline, replaced copy-on-write (an in-place map's replace
+ * writes a value word in place instead: inplace.c).  Cache-Tries
  * (Prokopec, PPoPP 2018) is the closest relative: no indirection nodes,
  * in-place slot CAS, and freezing to replace a node.
  *
@@ -834,9 +835,10 @@ retry:;
 		/* seq_cst: the linearization point.  Release publishes the
 		 * new bucket; seq_cst orders it before the epoch load in
 		 * cmap__retire (see epoch.c) and against concurrent
-		 * contraction checks.  Buckets are immutable and not reused
-		 * while we are inside the operation, so success means the
-		 * entry decided on is still the key's current one. */
+		 * contraction checks.  Buckets are not reused while we are
+		 * inside the operation, and b's values are final (frozen, in
+		 * an in-place map), so success means the entry decided on is
+		 * still the key's current one. */
 		if (!cas_seqcst(sp, &v, nv)) {
 			free_private(m, r, nv);
 			goto again; /* v now holds the slot's current value */
