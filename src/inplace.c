@@ -73,6 +73,8 @@ static bool desc_take(cmap_t *m, rec_t *r)
 		/* Relaxed: a stale link fails the tagged CAS below. */
 		uint32_t next = ld_relaxed(&desc_at(m, idx)->next);
 		uint64_t nh = ((h >> 32) + 1) << 32 | next;
+		/* Acquire (on failure too): as the load above, for the
+		 * next head's link; the release half orders nothing. */
 		if (cas_acqrel(&m->dfree, &h, nh)) {
 			r->desc = desc_at(m, idx);
 			r->didx = idx + 1;

@@ -149,9 +149,17 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 		return CMAP_ENOMEM;
 	int rc = cmap__may_write(m, r);
 	bucket_t *b;
-	int i;
-	if (rc == CMAP_OK && u->kind == U_INSERT &&
-	    (i = lookup(m, u->h, u->key, u->klen, &b)) >= 0) {
+	/* A present key is tried from the read path first, once: an insert
+	 * answers EXISTS, an in-place map's set, replace or compute writes
+	 * the value word (no walk, reservation or copy). */
+	bool try_found =
+	    u->kind == U_INSERT ||
+	    (m->inplace && (u->kind == U_SET || u->kind == U_REPLACE ||
+			    u->kind == U_COMPUTE));
+	int i = rc == CMAP_OK && try_found
+		    ? lookup(m, u->h, u->key, u->klen, &b)
+		    : -1;
+	if (i >= 0 && u->kind == U_INSERT) {
 		/* An insert of a present key changes nothing: answered as a
 		 * lookup, linearized at its slot load (DESIGN.md), without
 		 * the write path's reservation and walk (get-or-insert and
@@ -161,23 +169,15 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 			copy_out(m, b, (uint32_t)i, u->out, u->out_len);
 			rc = CMAP_EXISTS;
 		}
-	} else if (rc == CMAP_OK && m->inplace &&
-		   (u->kind == U_SET || u->kind == U_REPLACE) &&
-		   (i = lookup(m, u->h, u->key, u->klen, &b)) >= 0 &&
+	} else if (i >= 0 && u->kind != U_COMPUTE &&
 		   replace_in_place(m, r, u, b, (uint32_t)i)) {
-		/* A present key's value replaced in place: found as a
-		 * lookup finds it, written with no copy and nothing retired,
-		 * so no reservation and no collect either. */
+		/* Written with nothing retired: no collect either. */
 		cmap__leave(r);
 		return CMAP_REPLACED;
-	} else if (rc == CMAP_OK && m->inplace && u->kind == U_COMPUTE &&
-		   (i = lookup(m, u->h, u->key, u->klen, &b)) >= 0 &&
+	} else if (i >= 0 && u->kind == U_COMPUTE &&
 		   compute_in_place(m, r, u, b, (uint32_t)i, &rc)) {
-		/* A present key's compute, answered or written in place
-		 * (or by a conditional walk that may have retired). */
-		cmap__leave(r);
-		cmap__maybe_collect(m, r);
-		return rc;
+		/* Answered or written in place (or by a conditional walk,
+		 * which may have retired). */
 	} else if (rc == CMAP_OK &&
 		   (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK) {
 		rc = cmap__update(m, r, u);
