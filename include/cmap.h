@@ -513,8 +513,16 @@ int cmap_defer_free(cmap_t *map, void *ptr, void (*fn)(void *ptr));
 /* Try to end a grace period now and free expired garbage: the calling
  * thread's, then that of threads that exited, at most 16384 objects per
  * call (a backlog after a long stall takes several calls; no call, and no
- * other operation, frees it all at once).  Returns the number of objects
- * this thread still has pending. */
+ * other operation, frees it all at once).  Then, if a third of the calling
+ * thread's node memory (and at least 2 MiB) is free space inside pages
+ * under two thirds full, as after a stall or a mass removal, moves the live
+ * nodes off those pages (compaction: each is copied and the copy published
+ * like an update that changes nothing, so readers, writers and iteration
+ * are unaffected) so that the pages empty and go back to the system once
+ * the originals are reclaimed; a call walks the whole map for that, while
+ * the collections that writes run by themselves walk a bounded slice of
+ * it at a time.  Returns the number of objects this thread still has
+ * pending. */
 size_t cmap_collect(cmap_t *map);
 
 /* Leave every map the calling thread has joined (also done automatically
@@ -573,6 +581,9 @@ typedef struct cmap_gc_stats {
 	double epoch_age_secs; /* since the epoch last advanced (or creation) */
 	size_t blocking; /* threads inside an operation older than the epoch */
 	size_t threads;	 /* thread records (live and reusable) */
+	/* Nodes, buckets and blobs that compaction moved off half-empty pages
+	 * since the map was created (see cmap_collect). */
+	size_t relocated;
 } cmap_gc_stats_t;
 
 /* Fill *out (out->size set by the caller).  Returns CMAP_OK, or

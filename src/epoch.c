@@ -689,8 +689,10 @@ static size_t reap_released(cmap_t *m, rec_t *self, uint64_t g, size_t budget)
 }
 
 /* Outside any operation: advance if possible, free up to FREE_BUDGET
- * expired items, ours first, then those of exited threads. */
-static void collect(cmap_t *m, rec_t *r)
+ * expired items, ours first, then those of exited threads; then move live
+ * nodes off our sparse pages if they are many (compact.c): a budget of the
+ * walk, or all of it when the program asked (cmap_collect). */
+static void collect(cmap_t *m, rec_t *r, bool all)
 {
 	if (r->in_reclaim || r->nest)
 		return;
@@ -698,12 +700,13 @@ static void collect(cmap_t *m, rec_t *r)
 	uint64_t g = try_advance(m);
 	size_t k = free_expired(m, r, g, FREE_BUDGET);
 	reap_released(m, r, g, FREE_BUDGET - k);
+	cmap__compact(m, r, all);
 }
 
 void cmap__maybe_collect(cmap_t *m, rec_t *r)
 {
 	if (r->since_collect >= COLLECT_EVERY)
-		collect(m, r);
+		collect(m, r, false);
 }
 
 CMAP_API size_t cmap_collect(cmap_t *m)
@@ -714,7 +717,7 @@ CMAP_API size_t cmap_collect(cmap_t *m)
 	if (!r)
 		return 0;
 	cmap__leave(r);
-	collect(m, r);
+	collect(m, r, true);
 	return ld_relaxed(&r->pending);
 }
 
@@ -744,6 +747,7 @@ CMAP_API int cmap_reclaim_stats(cmap_t *m, cmap_gc_stats_t *out)
 	for (rec_t *r = first_rec(m); r; r = r->next) {
 		uint64_t s = ld_relaxed(&r->state);
 		st.pending += ld_relaxed(&r->pending);
+		st.relocated += ld_relaxed(&r->moved);
 		st.blocking += (s & ST_ACTIVE) && (s >> ST_SHIFT) != st.epoch;
 		st.threads++;
 	}

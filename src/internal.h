@@ -255,6 +255,12 @@ typedef struct pool_local {
 	unsigned nempty;
 	unsigned nrbuf;
 	void *rbuf; /* freed blocks of other pools' pages, not yet sent */
+	/* Compaction (compact.c): pages in use and on the partial lists, how
+	 * many partial ones make a look due, collects since the last look,
+	 * and whether a pass is on (half-empty pages are then never made
+	 * current). */
+	unsigned npages, npartial, gate, since;
+	bool compacting;
 	/* Blocks of our pages freed by other threads (a stack, link0). */
 	_Alignas(CACHELINE) _Atomic(void *) inbox;
 } pool_local_t;
@@ -280,6 +286,11 @@ void *cmap__alloc_slow(cmap_t *m, struct rec *r, size_t size);
 void cmap__dealloc_slow(cmap_t *m, struct rec *r, void *p, size_t size);
 void cmap__pool_flush(cmap_t *m, struct rec *r);
 void cmap__pool_release_all(cmap_t *m);
+/* Compaction's questions to the pool (compact.c). */
+bool cmap__pool_sparse(const cmap_t *m, const struct rec *r, const void *p,
+		       size_t size);
+bool cmap__pool_fragmented(cmap_t *m, struct rec *r, bool asked);
+void cmap__pool_compacting(struct rec *r, bool on);
 void cmap__pool_lock(cmap_t *m);
 void cmap__pool_unlock(cmap_t *m);
 
@@ -368,11 +379,15 @@ typedef struct rec {
 	_Atomic(int64_t) count;
 	/* Retired objects not yet freed (for stats). */
 	_Atomic(size_t) pending;
+	/* Blocks compaction moved (for stats). */
+	_Atomic(size_t) moved;
 	unsigned nest;	     /* critical-section nesting (get_with callbacks) */
 	unsigned in_reclaim; /* running destructors: no retiring now */
 	unsigned no_write;   /* in a compute fn or retain predicate */
 	unsigned since_collect; /* retirements since the last collect */
 	unsigned cold;		/* blocks taken from the map's nursery */
+	bool compacting;	/* a compaction pass is on (compact.c) */
+	uint64_t cnext;		/* its position */
 	/* The thread's own free lists and chunk, made on demand (pool.c):
 	 * a thread that barely uses a map costs it no more than this. */
 	pool_local_t *pool;
@@ -392,6 +407,10 @@ rec_t *cmap__join(cmap_t *m);
 /* Is the calling thread inside an operation on m (a callback)? */
 bool cmap__inside(const cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
+/* Compaction (compact.c): start a pass if r's pages are fragmented, and
+ * walk a budget of it (all: to its end).  Outside any operation. */
+void cmap__compact(cmap_t *m, rec_t *r, bool all);
+void cmap__compact_start(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);
 int cmap__reserve_slow(cmap_t *m, rec_t *r, size_t k);
 

@@ -37,28 +37,6 @@
 /* Slots ahead whose bucket a walk prefetches. */
 #define PREFETCH_AHEAD 4
 
-/* Bits below level d's index in a position (the last level has fewer
- * bits than BITS: the rest of 64). */
-static inline unsigned pos_shift(unsigned d)
-{
-	return d < LAST_LEVEL ? 64 - BITS * (d + 1) : 0;
-}
-
-static inline unsigned pos_idx(uint64_t p, unsigned d)
-{
-	uint64_t bits =
-	    d < LAST_LEVEL ? MASK : MASK >> (BITS * (LAST_LEVEL + 1) - 64);
-	return (unsigned)((p >> pos_shift(d)) & bits);
-}
-
-static uint64_t pos_of(uint64_t h)
-{
-	uint64_t p = 0;
-	for (unsigned d = 0; d <= LAST_LEVEL; d++)
-		p |= (uint64_t)hidx(h, d) << pos_shift(d);
-	return p;
-}
-
 /* A walk in progress: the cursor, the visitor and what it is for. */
 typedef struct walk {
 	cmap_cursor_t *c;

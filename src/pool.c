@@ -234,7 +234,12 @@ static bool decommit(cmap_t *m, pool_page_t *pg)
 {
 	if (!m->pool.decommit || ospage() > PAGE / 2)
 		return false;
-	char *p = (char *)pg + ospage(), *end = (char *)pg + PAGE;
+	/* A free page's header is rewritten when the page is taken again
+	 * (take_page), so all of it goes, except in a chunk's first page,
+	 * whose first system page holds the chunk's header. */
+	char *p = (char *)pg, *end = (char *)pg + PAGE;
+	if (p == chunk_base(pg->chunk))
+		p += ospage();
 	return madvise(p, (size_t)(end - p), MADV_DONTNEED) == 0;
 }
 
@@ -292,6 +297,7 @@ static void page_put(cmap_t *m, pool_page_t *pg)
 
 static void partial_link(pool_local_t *pl, pool_page_t *pg)
 {
+	pl->npartial++;
 	pg->state = PG_PARTIAL;
 	pg->prev = NULL;
 	pg->next = pl->partial[pg->cls];
@@ -302,6 +308,7 @@ static void partial_link(pool_local_t *pl, pool_page_t *pg)
 
 static void partial_unlink(pool_local_t *pl, pool_page_t *pg)
 {
+	pl->npartial--;
 	if (pg->prev)
 		pg->prev->next = pg->next;
 	else
@@ -314,6 +321,7 @@ static void partial_unlink(pool_local_t *pl, pool_page_t *pg)
 static void page_release(cmap_t *m, pool_local_t *pl, pool_page_t *pg)
 {
 	partial_unlink(pl, pg);
+	pl->npages--;
 	if (pl->nempty < EMPTY_KEEP) {
 		size_t off = page_off(pg);
 		POISON((char *)pg + off, PAGE - off);
@@ -439,6 +447,19 @@ static void *pop(pool_local_t *pl, unsigned c)
 	return p;
 }
 
+/* Under a quarter of the page's blocks in use. */
+static bool sparse(const pool_page_t *pg)
+{
+	return pg->nfree > pg->cap - pg->cap / 4;
+}
+
+/* Under two thirds in use: compaction moves its blocks off (compact.c),
+ * so that pages in use hold at least 2/3 live blocks once it is done. */
+static bool evacuable(const pool_page_t *pg)
+{
+	return 3 * pg->nfree > pg->cap;
+}
+
 /* The partial page of class c to make current.  A sparse page (under a
  * quarter in use) is left to drain, as long as a denser one, an empty
  * one or a free page of the map's pool can serve instead: every update
@@ -449,9 +470,11 @@ static pool_page_t *pick_partial(cmap_t *m, pool_local_t *pl, unsigned c)
 {
 	pool_page_t *pg = pl->partial[c];
 	for (int i = 0; pg && i < 8; i++, pg = pg->next)
-		if (pg->nfree <= pg->cap - pg->cap / 4)
+		if (pl->compacting ? !evacuable(pg) : !sparse(pg))
 			return pg;
-	if (!pl->partial[c] || pl->empty)
+	/* While compaction moves blocks off half-empty pages, their copies
+	 * must land elsewhere: on a fresh page (refill grows). */
+	if (!pl->partial[c] || pl->empty || pl->compacting)
 		return NULL;
 	pool_page_t *fresh = page_get(m, false);
 	if (!fresh)
@@ -503,6 +526,7 @@ static void *refill(cmap_t *m, pool_local_t *pl, unsigned c)
 			return NULL;
 		}
 		pg->owner = pl;
+		pl->npages++;
 		pg->free = NULL;
 		pg->next = pg->prev = NULL;
 		pg->nfree = pg->ncarved = 0;
@@ -569,6 +593,64 @@ void cmap__dealloc_slow(cmap_t *m, rec_t *r, void *p, size_t size)
 	pl->rbuf = p;
 	if (++pl->nrbuf >= RBUF_MAX)
 		flush_remote(pl);
+}
+
+/* Is p (size bytes) a block of r's pool on a partial page under half in
+ * use, one that compaction should move?  Another pool's page is only asked
+ * its owner, which is fixed while p is in use (the caller holds p inside an
+ * operation); the rest of the header is read only on our own pages. */
+bool cmap__pool_sparse(const cmap_t *m, const rec_t *r, const void *p,
+		       size_t size)
+{
+	const pool_local_t *pl = r->pool;
+	if (!pl || size > POOL_MAX || (m->flags & CMAP_NO_POOL) ||
+	    (uintptr_t)p - (uintptr_t)m->pool.nursery < POOL_NURSERY)
+		return false;
+	const pool_page_t *pg = pool_page_of(p);
+	return pg->owner == pl && pg->state == PG_PARTIAL && evacuable(pg);
+}
+
+/* A pass is worth it when at least this much memory (and a third of the
+ * pool's pages in use) is free inside half-empty pages. */
+#define COMPACT_MIN ((size_t)2 << 20)
+/* Collects between two looks at the partial lists (asked: cmap_collect),
+ * unless they grew by half.  After a pass, the originals it moved are
+ * freed GRACE epochs later: NBAGS collects let that happen first. */
+#define LOOK_EVERY	 16
+#define LOOK_EVERY_ASKED NBAGS
+
+/*
+ * Would a compaction pass give back a third of r's pages?  That is the
+ * bound the pool keeps: memory in use at most 1.5 x the live blocks (plus
+ * COMPACT_MIN).  The partial lists are scanned only every LOOK_EVERY
+ * collects, or when they grew by half since the last scan.
+ */
+bool cmap__pool_fragmented(cmap_t *m, rec_t *r, bool asked)
+{
+	pool_local_t *pl = r->pool;
+	if (!pl || (m->flags & CMAP_NO_POOL))
+		return false;
+	pl->since++;
+	if (2 * pl->npartial < pl->gate)
+		pl->gate = pl->npartial + pl->npartial / 2;
+	if ((size_t)pl->npartial * PAGE < COMPACT_MIN ||
+	    (pl->npartial < pl->gate &&
+	     pl->since < (asked ? LOOK_EVERY_ASKED : LOOK_EVERY)))
+		return false;
+	size_t waste = 0;
+	for (unsigned c = 0; c < POOL_NCLASS; c++)
+		for (pool_page_t *pg = pl->partial[c]; pg; pg = pg->next)
+			if (evacuable(pg))
+				waste += (size_t)pg->nfree * pool_cls_size(c);
+	pl->gate = pl->npartial + pl->npartial / 2;
+	pl->since = 0;
+	return waste >= COMPACT_MIN && 3 * waste >= (size_t)pl->npages * PAGE;
+}
+
+void cmap__pool_compacting(rec_t *r, bool on)
+{
+	if (r->pool)
+		r->pool->compacting = on;
 }
 
 /* After freeing a garbage bag of r: send the remote blocks it queued and

@@ -31,8 +31,10 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "trie.h"
 
@@ -471,6 +473,116 @@ static int help(cmap_t *m, rec_t *r, inner_t **path, unsigned d, uint64_t h)
 	return CMAP_OK;
 }
 
+/* ---- relocation (compaction, compact.c) -------------------------------- */
+
+/* A variable-length bucket's entries, with the blobs that sit on sparse
+ * pages copied (moved[i]: entry i's blob is a copy).  False when out of
+ * memory, with every copy made freed. */
+static bool copy_blobs(cmap_t *m, rec_t *r, bucket_t *b, bucket_t *nb,
+		       bool *moved)
+{
+	for (uint32_t i = 0; i < b->n; i++) {
+		vent_t e = *bvent(b, i);
+		size_t sz = cmap__blob_bytes(e.blob->klen, e.blob->vlen);
+		moved[i] = cmap__pool_sparse(m, r, e.blob, sz);
+		if (moved[i]) {
+			blob_t *bl = cmap__alloc(m, r, sz);
+			if (!bl) {
+				for (uint32_t j = 0; j < i; j++)
+					if (moved[j])
+						blob_dealloc(
+						    m, r, bvent(nb, j)->blob);
+				return false;
+			}
+			memcpy(bl, e.blob, sz);
+			e.blob = bl;
+		}
+		*bvent(nb, i) = e;
+	}
+	return true;
+}
+
+/*
+ * Move v, the value of parent->slot[ix] (not frozen), off a sparse page of
+ * r's pool: an inner node through freeze_replace (which copies it, or
+ * contracts it if it should be), a bucket (and, in a variable-length map,
+ * the blobs of its entries that are on sparse pages) by a copy published
+ * with one CAS, as an update that changes nothing.  Entries keep their
+ * ownership: the retired originals are freed without destructors.
+ */
+int cmap__relocate(cmap_t *m, rec_t *r, inner_t *parent, unsigned ix,
+		   uintptr_t v)
+{
+	if (!is_bucket(v)) {
+		if (!cmap__pool_sparse(m, r, as_inner(v), sizeof(inner_t)))
+			return RL_SKIP;
+		switch (freeze_replace(m, r, parent, ix, as_inner(v))) {
+		case FR_NOMEM:
+			return RL_NOMEM;
+		case FR_LOST:
+			return RL_LOST;
+		default:
+			return RL_MOVED;
+		}
+	}
+	bucket_t *b = as_bucket(v);
+	uint32_t n = b->n;
+	bool move = cmap__pool_sparse(m, r, b, bucket_size(m, b));
+	for (uint32_t i = 0; m->var && !move && i < n; i++) {
+		blob_t *bl = bvent(b, i)->blob;
+		move = cmap__pool_sparse(m, r, bl,
+					 cmap__blob_bytes(bl->klen, bl->vlen));
+	}
+	if (!move)
+		return RL_SKIP;
+	/* A collision bucket (more than BMAX + 1 entries, hostile hashes
+	 * only) is left where it is: its bookkeeping would not fit here. */
+	if (m->var && n > BMAX + 1)
+		return RL_SKIP;
+	if (cmap__reserve(m, r, (size_t)n + 1) != CMAP_OK)
+		return RL_NOMEM;
+	bool moved[BMAX + 1] = {false};
+	ovr_t o = NO_OVR;
+	if (m->inplace)
+		cmap__freeze_bucket(m, b, &o); /* as any copier */
+	bucket_t *nb;
+	if (m->var) {
+		nb = bucket_alloc(m, r, n);
+		if (nb && !copy_blobs(m, r, b, nb, moved)) {
+			bucket_dealloc(m, r, nb);
+			nb = NULL;
+		}
+	} else {
+		/* A copy with nothing changed (a pending in-place write
+		 * carried, its word never read). */
+		nb = o.i >= 0 ? cow_pending(m, r, b, (uint32_t)o.i,
+					    bkey(m, b, (uint32_t)o.i), &o.v,
+					    false, &o)
+			      : cow_fixed(m, r, b, 0, bkey(m, b, 0),
+					  bval(m, b, 0), false);
+	}
+	int rc = RL_NOMEM;
+	if (nb) {
+		/* seq_cst: as the update's CAS (publication, and ordered
+		 * before the retirement's epoch load). */
+		if (cas_seqcst(&parent->slot[ix], &v, tag_bucket(nb))) {
+			cmap__retire(m, r, b, NULL, G_BUCKET);
+			for (uint32_t i = 0; m->var && i < n; i++)
+				if (moved[i])
+					cmap__retire(m, r, bvent(b, i)->blob,
+						     NULL, G_BLOB);
+			rc = RL_MOVED;
+		} else {
+			for (uint32_t i = 0; m->var && i < n; i++)
+				if (moved[i])
+					blob_dealloc(m, r, bvent(nb, i)->blob);
+			bucket_dealloc(m, r, nb);
+			rc = RL_LOST;
+		}
+	}
+	return rc;
+}
+
 /* ---- the operations
  * ------------------------------------------------------------ */
 
@@ -884,19 +996,48 @@ int cmap__update(cmap_t *m, rec_t *r, upd_t *u)
 /* ---- creation and destruction
  * ------------------------------------------------- */
 
+/* The default hooks map blocks of MAP_MIN bytes or more (pool chunks, the
+ * bag arrays of a stall) straight from the system: malloc would keep them
+ * resident in its heap after they are freed, where nothing gives their
+ * pages back. */
+#define MAP_MIN ((size_t)1 << 20)
+
+static size_t map_len(size_t size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	return (size + pg - 1) & ~(pg - 1);
+}
+
 static void *default_alloc(void *ctx, size_t size, size_t align)
 {
 	(void)ctx;
 	if (align < sizeof(void *))
 		align = sizeof(void *);
-	return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+	if (size < MAP_MIN)
+		return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+	/* Over-map by align and cut both ends off. */
+	size_t len = map_len(size), pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t extra = align > pg ? align : 0;
+	char *p = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	char *a =
+	    (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (p + len + extra > a + len)
+		munmap(a + len, (size_t)(p + len + extra - (a + len)));
+	return a;
 }
 
 static void default_free(void *ctx, void *p, size_t size)
 {
 	(void)ctx;
-	(void)size;
-	free(p);
+	if (size < MAP_MIN)
+		free(p);
+	else if (p)
+		munmap(p, map_len(size));
 }
 
 static uint64_t random_seed(const void *salt)

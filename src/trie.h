@@ -209,6 +209,30 @@ static inline int lookup(const cmap_t *m, uint64_t h, const void *key,
 	return bucket_find(m, *bp, h, key, klen);
 }
 
+/* Hash positions: the order in which the trie lays hashes out, level 0's
+ * index bits most significant (walks in iter.c and compact.c follow it). */
+/* Bits below level d's index in a position (the last level has fewer
+ * bits than BITS: the rest of 64). */
+static inline unsigned pos_shift(unsigned d)
+{
+	return d < LAST_LEVEL ? 64 - BITS * (d + 1) : 0;
+}
+
+static inline unsigned pos_idx(uint64_t p, unsigned d)
+{
+	uint64_t bits =
+	    d < LAST_LEVEL ? MASK : MASK >> (BITS * (LAST_LEVEL + 1) - 64);
+	return (unsigned)((p >> pos_shift(d)) & bits);
+}
+
+static inline uint64_t pos_of(uint64_t h)
+{
+	uint64_t p = 0;
+	for (unsigned d = 0; d <= LAST_LEVEL; d++)
+		p |= (uint64_t)hidx(h, d) << pos_shift(d);
+	return p;
+}
+
 /*
  * Every operation that changes one key is one walk (cmap__update, trie.c)
  * with a decision where the key's entry is found, or found absent; the
@@ -314,6 +338,13 @@ static inline int cmap__compute_answer(cmap_t *m, rec_t *r, upd_t *u,
 		return A_KEEP;
 	}
 }
+
+/* Move v, the value of parent->slot[ix] (not frozen), off a sparse page of
+ * r's pool, as an update that changes nothing (trie.c); compact.c's walk
+ * asks this of every node and bucket.  Entered and allowed to write. */
+enum { RL_SKIP, RL_MOVED, RL_LOST, RL_NOMEM };
+int cmap__relocate(cmap_t *m, rec_t *r, inner_t *parent, unsigned ix,
+		   uintptr_t v);
 
 /* cmap_insert_batch's state: the caller's arrays, a key's hash and index
  * per element, scratch room for partitioning, the count inserted. */
