@@ -11,7 +11,7 @@ BENCH_ARGS ?= --loads 10000000 --gets 10000000 --threads 2 --hasher identity --v
 # Tests run under valgrind memcheck (from the Release build, scaled down).
 # Each TSan test runs this many times (rare interleavings; until-fail).
 TSAN_REPEAT ?= 3
-VALGRIND_TESTS ?= test_unit test_api test_oom test_model test_gc test_threads test_lifecycle test_rmw test_batch test_inplace test_compact
+VALGRIND_TESTS ?= test_unit test_api test_oom test_model test_gc test_threads test_lifecycle test_rmw test_batch test_inplace test_compact test_idle
 
 CMAKE ?= cmake
 CTEST ?= ctest

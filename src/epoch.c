@@ -115,7 +115,7 @@ static cmap_t *g_maps; /* live maps, under g_lock (for fork) */
  * is current. */
 static struct tctx *g_ctxs;
 static _Atomic(unsigned) g_gen;
-/* The owner of records being reaped (reap_released): not a thread. */
+/* The owner of released records being reaped (reap): not a thread. */
 static struct tctx g_reaper;
 
 #ifndef CMAP_MODELCHECK /* the model's cmap__tl: internal.h */
@@ -270,7 +270,7 @@ static rec_t *claim_record(cmap_t *m)
 	/* Under g_lock: no other thread claims or releases records now. */
 	for (rec_t *r = first_rec(m); r; r = r->next)
 		if (!r->owner)
-			return r;
+			return r; /* not stolen: those keep an owner */
 	rec_t *r = sys_alloc(m, sizeof *r, CACHELINE);
 	if (!r)
 		return NULL;
@@ -388,6 +388,81 @@ out:
 	return r;
 }
 
+/*
+ * Idle threads.  A thread that stops using a map (alive, but busy elsewhere
+ * or blocked) would keep its garbage, its deferred callbacks and its pool's
+ * spare pages for as long as it stays away.  So cmap_collect, in any
+ * thread, steals such a record: one whose owner is outside any operation
+ * and has been for GRACE + 1 epochs, so all of its garbage has expired.
+ * The steal is an asymmetric Dekker handshake with the owner's fast path:
+ * the stealer stores revoked, runs the reclaimer's barrier (membarrier, or
+ * a fence when readers fence), then reads the owner's state; the owner, in
+ * cmap__enter, stores its announcement, has its StoreLoad (the same one
+ * that protects its reads), then loads revoked.  So either the stealer sees
+ * the owner inside (and gives up) or the owner sees revoked and goes to
+ * cmap__revoked before touching its bags or pool.  Decisions are made under
+ * g_lock, so the owner's slow path finds one of: a steal still waiting on
+ * its barrier (it vetoes it and goes on), a stolen record already reaped
+ * (it takes it back), or one being reaped (it hands it to the reaper, who
+ * releases it when done, and joins again with another record).  The owner
+ * never waits for the reaping itself, only for g_lock, as a join does.
+ * While stolen, the record keeps its owner (the thread's table names it,
+ * and nothing else may claim it: the owner may still store a stray
+ * announcement into it, which the slow path then withdraws).
+ */
+
+/* Under g_lock: r stops being stolen; its owner becomes to (NULL:
+ * claimable), unless a reaper still works on it, who releases it then. */
+static void unsteal(rec_t *r, struct tctx *to)
+{
+	if (r->reaping) {
+		r->owner = &g_reaper;
+		return;
+	}
+	r->stolen = false;
+	r->steal_pending = false;
+	st_relaxed(&r->revoked, 0);
+	r->owner = to;
+}
+
+rec_t *cmap__revoked(cmap_t *m, rec_t *r)
+{
+	pthread_mutex_lock(&g_lock);
+	if (!r->stolen || !r->reaping) {
+		/* A steal still waiting on its barrier (vetoed: it will find
+		 * steal_pending cleared), or one already reaped: the record
+		 * is ours again, with the announcement we made. */
+		unsteal(r, r->owner);
+		pthread_mutex_unlock(&g_lock);
+		return r;
+	}
+	/* Being reaped: withdraw the announcement (nothing was read under
+	 * it), hand the record over and join again. */
+	r->nest = 0;
+	/* Release: as a leave. */
+	st_release(&r->state, ld_relaxed(&cmap__rdmode));
+	struct tctx *ctx = r->owner;
+	size_t slot = r->owner_slot;
+	unsteal(r, NULL);
+	rec_t *y = claim_record(m);
+	if (y) {
+		y->owner = ctx;
+		y->owner_slot = slot;
+		ctx->ents[slot].rec = y;
+	} else {
+		/* No memory: our entry must not name the handed-over record
+		 * (it may be claimed); the next operation joins afresh. */
+		st_relaxed(&ctx->ents[slot].map, NULL);
+	}
+	pthread_mutex_unlock(&g_lock);
+	if (!y) {
+		cmap__tl = (struct tlcache){0};
+		return NULL;
+	}
+	cmap__tl = (struct tlcache){m, m->id, y};
+	return cmap__enter(m);
+}
+
 /* Release every record of ctx's thread, which will not use them again
  * (it exits, or does not exist in a forked child).  Under g_lock.
  * abandoned: the thread vanished at an arbitrary instruction (fork), maybe
@@ -414,7 +489,7 @@ static void release_records(struct tctx *ctx, bool abandoned)
 		r->no_write = 0;
 		/* Release: pairs with the scan's acquire. */
 		st_release(&r->state, ld_relaxed(&cmap__rdmode));
-		r->owner = NULL;
+		unsteal(r, NULL);
 	}
 	if (ctx->prev)
 		ctx->prev->next = ctx->next;
@@ -469,7 +544,19 @@ static void fork_child(void)
 {
 	for (cmap_t *m = g_maps; m; m = m->reg_next)
 		for (rec_t *r = first_rec(m); r; r = r->next) {
-			if (r->owner == &g_reaper) {
+			if (r->reaping) {
+				/* Its reaper vanished mid-way: its bags go, as
+				 * below; a steal waiting on its barrier too. */
+				for (int j = 0; j < NBAGS; j++)
+					r->bags[j].n = r->bags[j].old =
+					    r->bags[j].base = 0;
+				st_relaxed(&r->pending, 0);
+				r->reaping = false;
+			}
+			r->steal_pending = false;
+			if (r->stolen && r->owner == &g_reaper) {
+				unsteal(r, NULL);
+			} else if (r->owner == &g_reaper) {
 				/* Its reaper vanished mid-way: as below. */
 				for (int j = 0; j < NBAGS; j++)
 					r->bags[j].n = r->bags[j].old =
@@ -521,7 +608,7 @@ static void forget_map(cmap_t *m)
 	if (m->reg_next)
 		m->reg_next->reg_prev = m->reg_prev;
 	for (rec_t *r = first_rec(m); r; r = r->next) {
-		if (r->owner)
+		if (r->owner && r->owner != &g_reaper)
 			st_relaxed(&r->owner->ents[r->owner_slot].map, NULL);
 		r->owner = NULL;
 	}
@@ -654,52 +741,110 @@ static size_t free_expired(cmap_t *m, rec_t *r, uint64_t g, size_t budget)
 	return k;
 }
 
+/* Idle threads (above): try to steal x, owned by another thread that has
+ * been outside any operation since before epoch g - GRACE.  True if x is
+ * now stolen. */
+static bool steal(cmap_t *m, rec_t *x, uint64_t g)
+{
+	pthread_mutex_lock(&g_lock);
+	bool ok = x->owner && x->owner != &g_reaper && x->owner != my_ctx() &&
+		  !x->stolen && !x->steal_pending;
+	if (ok) {
+		x->steal_pending = true;
+		/* seq_cst: the first half of the handshake, before the
+		 * barrier (pairs with the owner's load after its StoreLoad). */
+		atomic_store_explicit(&x->revoked, 1, memory_order_seq_cst);
+	}
+	pthread_mutex_unlock(&g_lock);
+	if (!ok)
+		return false;
+	bool fenced = reclaim_barrier(m);
+	pthread_mutex_lock(&g_lock);
+	/* Acquire: pairs with the owner's release in its last leave, so its
+	 * accesses to its bags and pool happen before ours. */
+	uint64_t s = ld_acquire(&x->state);
+	bool take = fenced && x->steal_pending && !(s & ST_ACTIVE) &&
+		    (s >> ST_SHIFT) + GRACE + 1 <= g;
+	x->steal_pending = false;
+	if (take)
+		x->stolen = true;
+	else
+		st_relaxed(&x->revoked, 0); /* the owner may go on as before */
+	pthread_mutex_unlock(&g_lock);
+	return take;
+}
+
 /*
  * Free the expired garbage of records that no thread owns (their threads
- * exited): without this it would wait for the next thread to join the map.
- * The reaper takes such a record as its owner for the time (under g_lock, so
- * nobody claims it meanwhile) and frees outside the lock, since destructors
- * may call the map.  self->in_reclaim refuses writes from those destructors
- * as for the reaper's own garbage.
+ * exited) and, when the program asked (cmap_collect), of records stolen
+ * from idle threads, whose pools also give back their spare pages and the
+ * blocks other threads freed into them.  The reaper marks such a record as
+ * its own for the time (under g_lock, so nobody claims it meanwhile) and
+ * frees outside the lock, since destructors may call the map.
+ * self->in_reclaim refuses writes from those destructors as for the
+ * reaper's own garbage.
  */
-static size_t reap_released(cmap_t *m, rec_t *self, uint64_t g, size_t budget)
+static size_t reap(cmap_t *m, rec_t *self, uint64_t g, size_t budget, bool all)
 {
 	size_t k = 0;
 	for (rec_t *x = first_rec(m); x && k < budget; x = x->next) {
-		/* Relaxed: a hint; ownership is decided under the lock. */
+		/* Relaxed: hints; ownership is decided under the lock. */
 		if (x == self || !ld_relaxed(&x->pending))
 			continue;
+		uint64_t s = ld_relaxed(&x->state);
+		if (all && !(s & ST_ACTIVE) && (s >> ST_SHIFT) + GRACE + 1 <= g)
+			(void)steal(m, x, g);
 		pthread_mutex_lock(&g_lock);
 		/* in_reclaim: cmap_free is emptying x, and a destructor it
 		 * runs got us here; its bag must not be freed twice. */
-		bool mine = !x->owner && !x->in_reclaim;
-		if (mine)
+		bool released = !x->owner && !x->in_reclaim;
+		bool stolen = x->stolen && !x->reaping;
+		if (released)
 			x->owner = &g_reaper;
+		if (stolen)
+			x->reaping = true;
 		pthread_mutex_unlock(&g_lock);
-		if (!mine)
+		if (!released && !stolen)
 			continue;
 		self->in_reclaim++;
 		k += free_expired(m, x, g, budget - k);
+		if (stolen)
+			cmap__pool_trim(m, x);
 		self->in_reclaim--;
 		pthread_mutex_lock(&g_lock);
-		x->owner = NULL;
+		if (released) {
+			x->owner = NULL;
+		} else {
+			x->reaping = false;
+			if (x->owner == &g_reaper) /* handed over meanwhile */
+				unsteal(x, NULL);
+		}
 		pthread_mutex_unlock(&g_lock);
 	}
 	return k;
 }
 
 /* Outside any operation: advance if possible, free up to FREE_BUDGET
- * expired items, ours first, then those of exited threads; then move live
- * nodes off our sparse pages if they are many (compact.c): a budget of the
- * walk, or all of it when the program asked (cmap_collect). */
+ * expired items, ours first, then those of exited threads (and, when the
+ * program asked, of idle ones); then move live nodes off our sparse pages
+ * if they are many (compact.c): a budget of the walk, or all of it when
+ * the program asked (cmap_collect).  The frees run inside an operation of
+ * their own, so that a thread stealing our record sees us busy. */
 static void collect(cmap_t *m, rec_t *r, bool all)
 {
 	if (r->in_reclaim || r->nest)
 		return;
+	rec_t *x = cmap__enter(m);
+	if (x != r) { /* r was stolen meanwhile (x: our new record) */
+		if (x)
+			cmap__leave(x);
+		return;
+	}
 	r->since_collect = 0;
 	uint64_t g = try_advance(m);
 	size_t k = free_expired(m, r, g, FREE_BUDGET);
-	reap_released(m, r, g, FREE_BUDGET - k);
+	reap(m, r, g, FREE_BUDGET - k, all);
+	cmap__leave(r);
 	cmap__compact(m, r, all);
 }
 

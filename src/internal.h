@@ -291,6 +291,7 @@ bool cmap__pool_sparse(const cmap_t *m, const struct rec *r, const void *p,
 		       size_t size);
 bool cmap__pool_fragmented(cmap_t *m, struct rec *r, bool asked);
 void cmap__pool_compacting(struct rec *r, bool on);
+void cmap__pool_trim(cmap_t *m, struct rec *r);
 void cmap__pool_lock(cmap_t *m);
 void cmap__pool_unlock(cmap_t *m);
 
@@ -372,9 +373,15 @@ struct tctx;
  * summing len.
  */
 typedef struct rec {
-	/* (epoch << ST_SHIFT) | mode | ST_ACTIVE inside an operation, mode
-	 * outside (see RD_FENCED). */
+	/* (epoch << ST_SHIFT) | mode | ST_ACTIVE inside an operation;
+	 * outside, (epoch << ST_SHIFT) | mode with the epoch of the last
+	 * operation (see RD_FENCED). */
 	_Atomic(uint64_t) state;
+	/* Set by a thread that wants this record's garbage and pool while
+	 * its owner is idle (epoch.c, "Idle threads"): the owner's next
+	 * operation takes the slow path (cmap__revoked) before touching
+	 * either. */
+	_Atomic(unsigned) revoked;
 	/* Entries inserted minus entries removed by this record. */
 	_Atomic(int64_t) count;
 	/* Retired objects not yet freed (for stats). */
@@ -397,13 +404,18 @@ typedef struct rec {
 	desc_t *desc;
 	uint32_t didx;
 	bag_t bags[NBAGS];
-	/* Ownership, protected by the process-wide registry lock. */
+	/* Ownership, protected by the process-wide registry lock.  stolen:
+	 * taken from its idle owner, whose next operation takes it back (or,
+	 * while reaping, hands it over and joins anew); steal_pending: a
+	 * steal waits on its barrier (the owner may veto it). */
 	struct tctx *owner;
 	size_t owner_slot;
+	bool stolen, steal_pending, reaping;
 	struct rec *next; /* map's record list; immutable once pushed */
 } __attribute__((aligned(CACHELINE))) rec_t;
 
 rec_t *cmap__join(cmap_t *m);
+rec_t *cmap__revoked(cmap_t *m, rec_t *r);
 /* Is the calling thread inside an operation on m (a callback)? */
 bool cmap__inside(const cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
@@ -696,6 +708,12 @@ static inline rec_t *cmap__enter(cmap_t *m)
 			atomic_signal_fence(memory_order_seq_cst);
 		else
 			full_fence(&r->state);
+		/* Relaxed, after the StoreLoad: a thread stealing the record
+		 * stores revoked, then runs the barrier, then reads state,
+		 * so either it sees us inside or we see revoked (epoch.c,
+		 * "Idle threads"). */
+		if (unlikely(ld_relaxed(&r->revoked)))
+			r = cmap__revoked(m, r);
 	}
 	return r;
 }
@@ -703,11 +721,14 @@ static inline rec_t *cmap__enter(cmap_t *m)
 static inline void cmap__leave(rec_t *r)
 {
 	/* Release: pairs with the scan's acquire, ordering every read of
-	 * this operation before any free that the scan allows.  The mode
-	 * read now (relaxed) may be newer than the one this operation ran
-	 * in: storing RD_FENCED is still true of every later operation. */
+	 * this operation before any free that the scan allows (and, for a
+	 * thread stealing the record, every access to its bags and pool).
+	 * The mode read now (relaxed) may be newer than the one this
+	 * operation ran in: storing RD_FENCED is still true of every later
+	 * operation.  The epoch stays, telling how long we have been idle. */
 	if (--r->nest == 0)
-		st_release(&r->state, ld_relaxed(&cmap__rdmode));
+		st_release(&r->state, (ld_relaxed(&r->state) & ~(uint64_t)3) |
+					  ld_relaxed(&cmap__rdmode));
 }
 
 #endif /* CMAP_INTERNAL_H */

@@ -647,6 +647,24 @@ bool cmap__pool_fragmented(cmap_t *m, rec_t *r, bool asked)
 	return waste >= COMPACT_MIN && 3 * waste >= (size_t)pl->npages * PAGE;
 }
 
+/* r's owner is idle and r was stolen (epoch.c): take the blocks other
+ * threads freed into its pages, and give its spare wholly free pages to
+ * the map, where any thread can use them. */
+void cmap__pool_trim(cmap_t *m, rec_t *r)
+{
+	pool_local_t *pl = r->pool;
+	if (!pl)
+		return;
+	if (ld_relaxed(&pl->inbox))
+		drain(m, pl);
+	while (pl->empty) {
+		pool_page_t *pg = pl->empty;
+		pl->empty = pg->next;
+		pl->nempty--;
+		page_put(m, pg);
+	}
+}
+
 void cmap__pool_compacting(rec_t *r, bool on)
 {
 	if (r->pool)
