@@ -511,18 +511,21 @@ size_t cmap_len(const cmap_t *map);
 int cmap_defer_free(cmap_t *map, void *ptr, void (*fn)(void *ptr));
 
 /* Try to end a grace period now and free expired garbage: the calling
- * thread's, then that of threads that exited, at most 16384 objects per
- * call (a backlog after a long stall takes several calls; no call, and no
- * other operation, frees it all at once).  Then, if a third of the calling
- * thread's node memory (and at least 2 MiB) is free space inside pages
- * under two thirds full, as after a stall or a mass removal, moves the live
- * nodes off those pages (compaction: each is copied and the copy published
- * like an update that changes nothing, so readers, writers and iteration
- * are unaffected) so that the pages empty and go back to the system once
- * the originals are reclaimed; a call walks the whole map for that, while
- * the collections that writes run by themselves walk a bounded slice of
- * it at a time.  Returns the number of objects this thread still has
- * pending. */
+ * thread's, then that of threads that exited or have been idle (outside
+ * every call on this map for a few grace periods; their deferred callbacks
+ * run here too, and their spare pages go back to the map), at most 16384
+ * objects per call (a backlog after a long stall takes several calls; no
+ * call, and no other operation, frees it all at once).  A thread that was
+ * idle notices nothing but a slightly slower next call.  Then, if a third
+ * of the calling thread's node memory (and at least 2 MiB) is free space
+ * inside pages under two thirds full, as after a stall or a mass removal,
+ * moves the live nodes off those pages (compaction: each is copied and the
+ * copy published like an update that changes nothing, so readers, writers
+ * and iteration are unaffected) so that the pages empty and go back to the
+ * system once the originals are reclaimed; a call walks the whole map for
+ * that, while the collections that writes run by themselves walk a bounded
+ * slice of it at a time.  Returns the number of objects this thread still
+ * has pending. */
 size_t cmap_collect(cmap_t *map);
 
 /* Leave every map the calling thread has joined (also done automatically

@@ -393,7 +393,8 @@ out:
  * or blocked) would keep its garbage, its deferred callbacks and its pool's
  * spare pages for as long as it stays away.  So cmap_collect, in any
  * thread, steals such a record: one whose owner is outside any operation
- * and has been for GRACE + 1 epochs, so all of its garbage has expired.
+ * and has retired nothing for GRACE + 1 epochs (so all of its garbage has
+ * expired).
  * The steal is an asymmetric Dekker handshake with the owner's fast path:
  * the stealer stores revoked, runs the reclaimer's barrier (membarrier, or
  * a fence when readers fence), then reads the owner's state; the owner, in
@@ -474,6 +475,12 @@ static void release_records(struct tctx *ctx, bool abandoned)
 		rec_t *r = ctx->ents[i].rec;
 		if (!ld_relaxed(&ctx->ents[i].map))
 			continue;
+		if (r->stolen) {
+			/* Its bags and pool are the reaper's (or were, and
+			 * are consistent): only the ownership changes. */
+			unsteal(r, NULL);
+			continue;
+		}
 		for (int j = 0; abandoned && j < NBAGS; j++) {
 			bag_t *b = &r->bags[j];
 			st_relaxed(&r->pending,
@@ -741,14 +748,20 @@ static size_t free_expired(cmap_t *m, rec_t *r, uint64_t g, size_t budget)
 	return k;
 }
 
-/* Idle threads (above): try to steal x, owned by another thread that has
- * been outside any operation since before epoch g - GRACE.  True if x is
- * now stolen. */
+/* Idle threads (above): try to steal x, owned by another thread, if its
+ * pending garbage has not changed for GRACE + 1 epochs (its owner retired
+ * nothing meanwhile: idle, or only reading).  True if x is now stolen. */
 static bool steal(cmap_t *m, rec_t *x, uint64_t g)
 {
 	pthread_mutex_lock(&g_lock);
+	size_t p = ld_relaxed(&x->pending);
+	if (p != x->seen_pending || g < x->seen_epoch) {
+		x->seen_pending = p;
+		x->seen_epoch = g;
+	}
 	bool ok = x->owner && x->owner != &g_reaper && x->owner != my_ctx() &&
-		  !x->stolen && !x->steal_pending;
+		  !x->stolen && !x->steal_pending &&
+		  g >= x->seen_epoch + GRACE + 1;
 	if (ok) {
 		x->steal_pending = true;
 		/* seq_cst: the first half of the handshake, before the
@@ -763,8 +776,7 @@ static bool steal(cmap_t *m, rec_t *x, uint64_t g)
 	/* Acquire: pairs with the owner's release in its last leave, so its
 	 * accesses to its bags and pool happen before ours. */
 	uint64_t s = ld_acquire(&x->state);
-	bool take = fenced && x->steal_pending && !(s & ST_ACTIVE) &&
-		    (s >> ST_SHIFT) + GRACE + 1 <= g;
+	bool take = fenced && x->steal_pending && !(s & ST_ACTIVE);
 	x->steal_pending = false;
 	if (take)
 		x->stolen = true;
@@ -791,8 +803,7 @@ static size_t reap(cmap_t *m, rec_t *self, uint64_t g, size_t budget, bool all)
 		/* Relaxed: hints; ownership is decided under the lock. */
 		if (x == self || !ld_relaxed(&x->pending))
 			continue;
-		uint64_t s = ld_relaxed(&x->state);
-		if (all && !(s & ST_ACTIVE) && (s >> ST_SHIFT) + GRACE + 1 <= g)
+		if (all && !(ld_relaxed(&x->state) & ST_ACTIVE))
 			(void)steal(m, x, g);
 		pthread_mutex_lock(&g_lock);
 		/* in_reclaim: cmap_free is emptying x, and a destructor it
@@ -832,10 +843,12 @@ static size_t reap(cmap_t *m, rec_t *self, uint64_t g, size_t budget, bool all)
  * their own, so that a thread stealing our record sees us busy. */
 static void collect(cmap_t *m, rec_t *r, bool all)
 {
-	if (r->in_reclaim || r->nest)
+	if (r->nest)
 		return;
 	rec_t *x = cmap__enter(m);
-	if (x != r) { /* r was stolen meanwhile (x: our new record) */
+	/* in_reclaim only now: outside an operation, a reaper may be
+	 * working on r (stolen), and only entering tells. */
+	if (x != r || r->in_reclaim) { /* x != r: r was stolen meanwhile */
 		if (x)
 			cmap__leave(x);
 		return;

@@ -373,9 +373,8 @@ struct tctx;
  * summing len.
  */
 typedef struct rec {
-	/* (epoch << ST_SHIFT) | mode | ST_ACTIVE inside an operation;
-	 * outside, (epoch << ST_SHIFT) | mode with the epoch of the last
-	 * operation (see RD_FENCED). */
+	/* (epoch << ST_SHIFT) | mode | ST_ACTIVE inside an operation, mode
+	 * outside (see RD_FENCED). */
 	_Atomic(uint64_t) state;
 	/* Set by a thread that wants this record's garbage and pool while
 	 * its owner is idle (epoch.c, "Idle threads"): the owner's next
@@ -411,6 +410,10 @@ typedef struct rec {
 	struct tctx *owner;
 	size_t owner_slot;
 	bool stolen, steal_pending, reaping;
+	/* Reapers' note (under g_lock): pending as seen at epoch
+	 * seen_epoch; unchanged for GRACE + 1 epochs means an idle owner. */
+	size_t seen_pending;
+	uint64_t seen_epoch;
 	struct rec *next; /* map's record list; immutable once pushed */
 } __attribute__((aligned(CACHELINE))) rec_t;
 
@@ -725,10 +728,9 @@ static inline void cmap__leave(rec_t *r)
 	 * thread stealing the record, every access to its bags and pool).
 	 * The mode read now (relaxed) may be newer than the one this
 	 * operation ran in: storing RD_FENCED is still true of every later
-	 * operation.  The epoch stays, telling how long we have been idle. */
+	 * operation. */
 	if (--r->nest == 0)
-		st_release(&r->state, (ld_relaxed(&r->state) & ~(uint64_t)3) |
-					  ld_relaxed(&cmap__rdmode));
+		st_release(&r->state, ld_relaxed(&cmap__rdmode));
 }
 
 #endif /* CMAP_INTERNAL_H */

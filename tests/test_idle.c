@@ -8,8 +8,9 @@
  *  - the writer then comes back and carries on with correct results, and
  *    every destructor still runs exactly once by cmap_free;
  *  - writers that pause for random short times while another thread
- *    collects without pause (steals racing with the owners' return, for
- *    ThreadSanitizer): own keys exact, destructors exactly once.
+ *    collects without pause (steals racing with the owners' return and
+ *    exit, for ThreadSanitizer), in generations that reuse the records:
+ *    own keys exact, no write refused, destructors exactly once.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -169,7 +170,7 @@ static void test_idle_writer(void)
 
 /* ---- owners pausing while another thread collects ---------------------- */
 
-enum { PAUSERS = 2, OWN = 128 };
+enum { PAUSERS = 2, OWN = 128, GENERATIONS = 3 };
 
 struct race {
 	cmap_t *m;
@@ -181,7 +182,7 @@ static void *pauser(void *p)
 {
 	struct race *s = p;
 	static atomic_uint next;
-	unsigned j = atomic_fetch_add(&next, 1);
+	unsigned j = atomic_fetch_add(&next, 1); /* new keys per generation */
 	uint64_t rng = 11 + j, val[OWN] = {0};
 	for (long r = 0; r < s->rounds; r++) {
 		for (int i = 0; i < 64; i++) {
@@ -218,23 +219,31 @@ static void test_pausers(void)
 {
 	struct race s = {.m = new_map(), .rounds = scaled(2000)};
 	long d0 = atomic_load(&destroyed), f0 = atomic_load(&deferred_run);
-	atomic_store(&s.running, PAUSERS);
-	pthread_t t[PAUSERS];
-	for (int i = 0; i < PAUSERS; i++)
-		CHECK_EQ(pthread_create(&t[i], NULL, pauser, &s), 0);
+	/* Generations of pausers: each one's threads exit while records
+	 * may be stolen or being reaped, and the next claim those records
+	 * (whose flags must be clean: a write refused here fails). */
 	long collects = 0;
-	while (atomic_load(&s.running) > 0) {
-		cmap_collect(s.m);
-		collects++;
+	for (int gen = 0; gen < GENERATIONS; gen++) {
+		atomic_store(&s.running, PAUSERS);
+		pthread_t t[PAUSERS];
+		for (int i = 0; i < PAUSERS; i++)
+			CHECK_EQ(pthread_create(&t[i], NULL, pauser, &s), 0);
+		while (atomic_load(&s.running) > 0) {
+			cmap_collect(s.m);
+			collects++;
+		}
+		for (int i = 0; i < PAUSERS; i++)
+			CHECK_EQ(pthread_join(t[i], NULL), 0);
 	}
-	for (int i = 0; i < PAUSERS; i++)
-		CHECK_EQ(pthread_join(t[i], NULL), 0);
 	CHECK_EQ(cmap_validate(s.m, NULL), CMAP_OK);
 	size_t live = cmap_len(s.m);
+	cmap_gc_stats_t st = {.size = sizeof st};
+	CHECK_EQ(cmap_reclaim_stats(s.m, &st), CMAP_OK);
+	CHECK(st.threads <= 2 * PAUSERS + 1); /* records were reused */
 	cmap_free(s.m);
 	/* Every value stored was destroyed exactly once (dead flags), and
 	 * every deferred callback ran. */
-	long defers = PAUSERS * ((s.rounds + 15) / 16);
+	long defers = GENERATIONS * PAUSERS * ((s.rounds + 15) / 16);
 	CHECK_EQ(atomic_load(&deferred_run) - f0, defers);
 	printf("test_idle: %d writers pausing, %ld collects by another "
 	       "thread, %zu keys left, %ld values destroyed\n",
