@@ -81,6 +81,12 @@
  * backlog (after a stall) drains over several collects, each short, while
  * the normal flow (a round per collect) is always freed in full. */
 #define FREE_BUDGET (4 * COLLECT_EVERY)
+/* Epochs a record's pending count must stay unchanged (its owner retiring
+ * nothing) before cmap_collect steals it ("Idle threads" below).  The
+ * model checker sets 0, to reach the steal in few steps. */
+#ifndef IDLE_EPOCHS
+#define IDLE_EPOCHS (GRACE + 1)
+#endif
 
 _Atomic(unsigned) cmap__rdmode = RD_FENCED;
 
@@ -761,7 +767,7 @@ static bool steal(cmap_t *m, rec_t *x, uint64_t g)
 	}
 	bool ok = x->owner && x->owner != &g_reaper && x->owner != my_ctx() &&
 		  !x->stolen && !x->steal_pending &&
-		  g >= x->seen_epoch + GRACE + 1;
+		  g >= x->seen_epoch + IDLE_EPOCHS;
 	if (ok) {
 		x->steal_pending = true;
 		/* seq_cst: the first half of the handshake, before the

@@ -711,12 +711,14 @@ static inline rec_t *cmap__enter(cmap_t *m)
 			atomic_signal_fence(memory_order_seq_cst);
 		else
 			full_fence(&r->state);
-		/* Relaxed, after the StoreLoad: a thread stealing the record
-		 * stores revoked, then runs the barrier, then reads state,
-		 * so either it sees us inside or we see revoked (epoch.c,
-		 * "Idle threads"). */
+			/* Relaxed, after the StoreLoad: a thread stealing the
+			 * record stores revoked, then runs the barrier, then
+			 * reads state, so either it sees us inside or we see
+			 * revoked (epoch.c, "Idle threads"). */
+#ifndef MC_REVERT_REVOKED /* a model-checking seam (tests/modelcheck) */
 		if (unlikely(ld_relaxed(&r->revoked)))
 			r = cmap__revoked(m, r);
+#endif
 	}
 	return r;
 }

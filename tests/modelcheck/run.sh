@@ -13,7 +13,8 @@ OUT=${OUT:-build/mc}
 pat=${1:-.}
 mkdir -p "$OUT"
 
-# name  expect  flags   (RWC: writer + 1 reader + advancer; ip-*: the
+# name  expect  flags   (RWC: writer + 1 reader + advancer; st-*: an idle
+# owner's record stolen by another thread's cmap_collect; ip-*: the
 # in-place value protocol, tests/modelcheck/inplace_mc.c)
 configs='
 mb-1r           pass -DMC_WCOLLECTS=3
@@ -28,6 +29,11 @@ fail-2op         pass -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLEC
 fail-2op-vacuity fail -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLECTS=4 -DMC_VACUITY
 fail-2op-nowait  fail -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLECTS=4 -DMC_REVERT_ALLFENCED
 fail-2op-nofence fail -DMC_FAIL_AT=1 -DMC_FAIL_THREAD=1 -DMC_ROPS=2 -DMC_WCOLLECTS=4 -DMC_REVERT_FENCE
+st              pass -DMC_STEAL -DIDLE_EPOCHS=0
+st-vacuity      fail -DMC_STEAL -DIDLE_EPOCHS=0 -DMC_VACUITY
+st-norevoke     fail -DMC_STEAL -DIDLE_EPOCHS=0 -DMC_REVERT_REVOKED
+st-fe           pass -DMC_STEAL -DIDLE_EPOCHS=0 -DMC_NO_MEMBARRIER
+st-fe-norevoke  fail -DMC_STEAL -DIDLE_EPOCHS=0 -DMC_NO_MEMBARRIER -DMC_REVERT_REVOKED
 ip-1w           pass -DMC_WRITERS=1
 ip-2w           pass -DMC_WRITERS=2
 ip-2w-cond      pass -DMC_WRITERS=2 -DMC_COND
