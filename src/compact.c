@@ -41,7 +41,8 @@ static void stop(rec_t *r)
 
 void cmap__compact_start(cmap_t *m, rec_t *r)
 {
-	(void)m;
+	if (m->dying || (m->flags & CMAP_NO_POOL))
+		return; /* nothing to move: every node is the hooks' */
 	r->compacting = true;
 	r->cnext = 0;
 	cmap__pool_compacting(r, true);

@@ -37,7 +37,8 @@
  * buffer; the touched key and cmap_len after every operation; on
  * CMAP_ENOMEM, that an injected failure happened and nothing changed; the
  * full map (every key), cmap_validate's statistics and cmap_reclaim_stats
- * (which must agree with them) on demand and at the end; each key and value
+ * (which must agree with them) on demand and at the end, optionally after
+ * a forced compaction pass (white-box: src/internal.h); each key and value
  * destroyed exactly once, never while in the map (except by cmap_free), never a
  * value handed back through `old`, never the entry a cmap_get_with callback is
  * reading; deferred callbacks run exactly once, never inside the operation they
@@ -95,6 +96,7 @@
 #include <string.h>
 
 #include "cmap.h"
+#include "internal.h" /* a forced compaction pass (op_validate) */
 #include "testutil.h"
 
 CMAP_TYPED(fz, uint32_t, uint64_t)
@@ -1324,12 +1326,31 @@ static void check_gc(const cmap_stats_t *st, unsigned f)
 	CHECK(u.gc.threads >= 1 && u.gc.threads <= (S.threaded ? 2u : 1u));
 }
 
+/* A whole compaction pass by this thread now, whatever the pages look
+ * like (src/compact.c), with allocation failures armed: every move is an
+ * update that changes nothing, so the model must still hold exactly and no
+ * destructor may run for a moved entry. */
+static void compact_pass(void)
+{
+	rec_t *r = cmap__enter(S.m);
+	if (!r)
+		return;
+	cmap__leave(r);
+	cmap__compact_start(S.m, r);
+	arm();
+	cmap__compact(S.m, r, true);
+	disarm();
+	CHECK(!r->compacting);
+}
+
 static void op_validate(unsigned f)
 {
 	cmap_stats_t st;
 	size_t pend = 0;
 	if (f & 2) {
 		S.in_collect++;
+		if ((f & 4) && !S.vdepth)
+			compact_pass();
 		pend = cmap_collect(S.m);
 		S.in_collect--;
 	}
