@@ -427,7 +427,7 @@ static void unsteal(rec_t *r, struct tctx *to)
 		return;
 	}
 	r->stolen = false;
-	r->steal_pending = false;
+	r->stealer = NULL;
 	st_relaxed(&r->revoked, 0);
 	r->owner = to;
 }
@@ -437,7 +437,7 @@ rec_t *cmap__revoked(cmap_t *m, rec_t *r)
 	pthread_mutex_lock(&g_lock);
 	if (!r->stolen || !r->reaping) {
 		/* A steal still waiting on its barrier (vetoed: it will find
-		 * steal_pending cleared), or one already reaped: the record
+		 * its stealer mark cleared), or one already reaped: the record
 		 * is ours again, with the announcement we made. */
 		unsteal(r, r->owner);
 		pthread_mutex_unlock(&g_lock);
@@ -566,7 +566,7 @@ static void fork_child(void)
 				st_relaxed(&r->pending, 0);
 				r->reaping = false;
 			}
-			r->steal_pending = false;
+			r->stealer = NULL;
 			if (r->stolen && r->owner == &g_reaper) {
 				unsteal(r, NULL);
 			} else if (r->owner == &g_reaper) {
@@ -754,10 +754,14 @@ static size_t free_expired(cmap_t *m, rec_t *r, uint64_t g, size_t budget)
 	return k;
 }
 
-/* Idle threads (above): try to steal x, owned by another thread, if its
- * pending garbage has not changed for GRACE + 1 epochs (its owner retired
- * nothing meanwhile: idle, or only reading).  True if x is now stolen. */
-static bool steal(cmap_t *m, rec_t *x, uint64_t g)
+/* Idle threads (above): self's thread tries to steal x, owned by another
+ * thread, if its pending garbage has not changed for GRACE + 1 epochs (its
+ * owner retired nothing meanwhile: idle, or only reading).  True if x is
+ * now stolen.  The mark x->stealer names this attempt: if x changed hands
+ * (its owner exited, another thread claimed it) or another stealer began
+ * meanwhile, the mark is not ours and this attempt decides nothing, nor
+ * clears the revoked flag another attempt relies on. */
+static bool steal(cmap_t *m, rec_t *self, rec_t *x, uint64_t g)
 {
 	pthread_mutex_lock(&g_lock);
 	size_t p = ld_relaxed(&x->pending);
@@ -766,10 +770,9 @@ static bool steal(cmap_t *m, rec_t *x, uint64_t g)
 		x->seen_epoch = g;
 	}
 	bool ok = x->owner && x->owner != &g_reaper && x->owner != my_ctx() &&
-		  !x->stolen && !x->steal_pending &&
-		  g >= x->seen_epoch + IDLE_EPOCHS;
+		  !x->stolen && !x->stealer && g >= x->seen_epoch + IDLE_EPOCHS;
 	if (ok) {
-		x->steal_pending = true;
+		x->stealer = self;
 		/* seq_cst: the first half of the handshake, before the
 		 * barrier (pairs with the owner's load after its StoreLoad). */
 		atomic_store_explicit(&x->revoked, 1, memory_order_seq_cst);
@@ -779,15 +782,18 @@ static bool steal(cmap_t *m, rec_t *x, uint64_t g)
 		return false;
 	bool fenced = reclaim_barrier(m);
 	pthread_mutex_lock(&g_lock);
-	/* Acquire: pairs with the owner's release in its last leave, so its
-	 * accesses to its bags and pool happen before ours. */
-	uint64_t s = ld_acquire(&x->state);
-	bool take = fenced && x->steal_pending && !(s & ST_ACTIVE);
-	x->steal_pending = false;
-	if (take)
-		x->stolen = true;
-	else
-		st_relaxed(&x->revoked, 0); /* the owner may go on as before */
+	bool take = false;
+	if (x->stealer == self) {
+		/* Acquire: pairs with the owner's release in its last leave,
+		 * so its accesses to its bags and pool happen before ours. */
+		uint64_t s = ld_acquire(&x->state);
+		take = fenced && !(s & ST_ACTIVE);
+		x->stealer = NULL;
+		if (take)
+			x->stolen = true;
+		else /* the owner may go on as before */
+			st_relaxed(&x->revoked, 0);
+	}
 	pthread_mutex_unlock(&g_lock);
 	return take;
 }
@@ -810,7 +816,7 @@ static size_t reap(cmap_t *m, rec_t *self, uint64_t g, size_t budget, bool all)
 		if (x == self || !ld_relaxed(&x->pending))
 			continue;
 		if (all && !(ld_relaxed(&x->state) & ST_ACTIVE))
-			(void)steal(m, x, g);
+			(void)steal(m, self, x, g);
 		pthread_mutex_lock(&g_lock);
 		/* in_reclaim: cmap_free is emptying x, and a destructor it
 		 * runs got us here; its bag must not be freed twice. */

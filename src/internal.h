@@ -405,11 +405,13 @@ typedef struct rec {
 	bag_t bags[NBAGS];
 	/* Ownership, protected by the process-wide registry lock.  stolen:
 	 * taken from its idle owner, whose next operation takes it back (or,
-	 * while reaping, hands it over and joins anew); steal_pending: a
-	 * steal waits on its barrier (the owner may veto it). */
+	 * while reaping, hands it over and joins anew); stealer: the record
+	 * of the thread whose steal waits on its barrier (the owner may veto
+	 * it; a release clears it, so a steal decides only on its own). */
 	struct tctx *owner;
 	size_t owner_slot;
-	bool stolen, steal_pending, reaping;
+	struct rec *stealer;
+	bool stolen, reaping;
 	/* Reapers' note (under g_lock): pending as seen at epoch
 	 * seen_epoch; unchanged for GRACE + 1 epochs means an idle owner. */
 	size_t seen_pending;

@@ -111,7 +111,7 @@ struct tlcache mc_tl[MC_NT];
  * field. */
 void *mc_zero_rec(void *p, int c, size_t n)
 {
-	_Static_assert(offsetof(rec_t, next) == 328,
+	_Static_assert(offsetof(rec_t, next) == 336,
 		       "rec_t changed: update mc_zero_rec");
 	rec_t *r = p;
 	assert(c == 0 && n == sizeof *r);
@@ -130,7 +130,8 @@ void *mc_zero_rec(void *p, int c, size_t n)
 		r->bags[i] = (bag_t){0, 0, 0, 0, 0, NULL};
 	r->owner = NULL;
 	r->owner_slot = 0;
-	r->stolen = r->steal_pending = r->reaping = false;
+	r->stealer = NULL;
+	r->stolen = r->reaping = false;
 	r->seen_pending = 0;
 	r->seen_epoch = 0;
 	r->next = NULL;
