@@ -428,6 +428,9 @@ static void unsteal(rec_t *r, struct tctx *to)
 	}
 	r->stolen = false;
 	r->stealer = NULL;
+	/* Relaxed: under g_lock, where every steal decides; the owner's
+	 * fast-path load only ever needs to see a set flag (steal's seq_cst
+	 * store before its barrier). */
 	st_relaxed(&r->revoked, 0);
 	r->owner = to;
 }
