@@ -75,8 +75,9 @@ CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
 			int j = -1;
 			const unsigned char *k = gk + (size_t)i * m->ks;
 			if (v[i])
-				j = bucket_find(m, as_bucket(v[i]), h[i], k,
-						m->ks);
+				j = bucket_find(m, as_bucket(v[i]),
+						bucket_n(as_bucket(v[i])), h[i],
+						k, m->ks);
 			if (j >= 0) {
 				read_val(m, vp + (base + i) * m->vs,
 					 bval(m, as_bucket(v[i]), (uint32_t)j));
@@ -134,8 +135,9 @@ static long write_batch(cmap_t *m, ukind_t kind, const void *keys,
 			 * replaced since (by this batch too) is frozen, and the
 			 * key takes the update walk. */
 			if (kind == U_SET && m->inplace && v[i])
-				j = bucket_find(m, as_bucket(v[i]), h[i], u.key,
-						m->ks);
+				j = bucket_find(m, as_bucket(v[i]),
+						bucket_n(as_bucket(v[i])), h[i],
+						u.key, m->ks);
 			if (j >= 0 && cmap__put_in_place(
 					  m, r, as_bucket(v[i]), (uint32_t)j,
 					  NULL, u.val, &old) == IP_DONE)

@@ -121,18 +121,115 @@ void cmap__desc_put(cmap_t *m, uint32_t idx)
 void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o)
 {
 	/* Acquire: pairs with the release CASes of in-place writers on ipw,
-	 * so their descriptor and the value words they wrote are seen. */
+	 * so their descriptor and the words they wrote are seen. */
 	uint32_t w =
 	    atomic_fetch_or_explicit(&b->ipw, IPW_FROZEN, memory_order_acquire);
+	/* From here only a pending appender changes the count.  Acquire
+	 * (bucket_n): pairs with its release store, if this sees it, so the
+	 * entry it appended is read from b.  (Field by field: GenMC has no
+	 * struct copies.) */
+	o->n = bucket_n(b);
 	o->i = -1;
+	o->app = false;
 	if (!(w >> IPW_SHIFT))
 		return;
 	desc_t *d = desc_at(m, (w >> IPW_SHIFT) - 1);
+	if (d->kind == D_APPEND) {
+		/* Announced on the count it still has: the owner will append
+		 * (it reads the same count), so the copy carries the entry
+		 * and never reads its words, which the owner may be writing.
+		 * Any other count: appended already (the entry is in b), or
+		 * announced on a stale count (the owner writes nothing). */
+		if (d->i == o->n) {
+			o->i = (int32_t)o->n++;
+			o->k = d->exp;
+			o->v = d->val;
+			o->app = true;
+		}
+		return;
+	}
 	/* Relaxed: the word holds the value the announcement was made on
 	 * (seen through the acquire above), or the owner's val since. */
 	uint64_t x = ld_relaxed(val_word(m, b, d->i));
 	o->i = (int32_t)d->i;
-	o->v = d->any || x == d->exp ? d->val : x;
+	o->v = d->kind == D_ANY || x == d->exp ? d->val : x;
+}
+
+/*
+ * Announce d (filled in) on b, waiting a few attempts for another writer's
+ * announcement to go: false if b is frozen or stays contended.
+ */
+static bool announce(bucket_t *b, uint32_t base, uint32_t me)
+{
+	for (int spin = 0;; spin++) {
+		uint32_t w = base;
+		/* Release: a copier whose freeze returns our descriptor reads
+		 * its fields.  Acquire: pairs with the previous writer's
+		 * release withdrawal, so its append (count and entry) is
+		 * seen. */
+		if (cas_acqrel(&b->ipw, &w, base | me))
+			return true;
+		if ((w & IPW_FROZEN) || spin == IP_SPIN)
+			return false;
+		cpu_relax();
+	}
+}
+
+/* Withdraw r's announcement on b; if a copier froze b meanwhile, the
+ * descriptor is b's now, put back when b is freed. */
+static void withdraw(rec_t *r, bucket_t *b, uint32_t base, uint32_t me)
+{
+	uint32_t w = base | me;
+	/* Release: a later copier's freeze or announcer (acquire) sees the
+	 * words we wrote. */
+	if (!cas_release(&b->ipw, &w, base)) {
+		r->desc = NULL;
+		r->didx = 0;
+	}
+}
+
+/* Append an entry in place (trie.h). */
+int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
+		 const void *valp)
+{
+	if (!r->didx && !desc_take(m, r))
+		return IP_BUSY;
+	desc_t *d = r->desc;
+	uint32_t me = r->didx << IPW_SHIFT;
+	uint64_t k = 0, val;
+#ifndef CMAP_MODELCHECK
+	memcpy(&k, key, m->ks);
+	memcpy(&val, valp, 8); /* the caller's buffers may be unaligned */
+#else
+	k = *(const uint64_t *)key; /* GenMC has no memcpy of objects */
+	val = *(const uint64_t *)valp;
+#endif
+	d->i = n;
+	d->kind = D_APPEND;
+	d->exp = k;
+	d->val = val;
+	/* The capacity is the only field set while no write is announced. */
+	uint32_t base = ld_relaxed(&b->ipw) & IPW_CAP;
+	if (!announce(b, base, me))
+		return IP_BUSY;
+	int rc = IP_STALE;
+	/* Relaxed: only an announcer raises the count, and the last one's
+	 * store was seen through announce's acquire. */
+	if (ld_relaxed(&b->cnt) == n) {
+#ifndef CMAP_MODELCHECK
+		memcpy(bkey(m, b, n), key, m->ks);
+#else
+		*(uint64_t *)bkey(m, b, n) = k;
+#endif
+		st_relaxed(val_word(m, b, n), val);
+		/* Release: the linearization point (unless a copy carried the
+		 * append first); pairs with readers' acquire load of the
+		 * count (bucket_n), so they see the entry's key and value. */
+		st_release(&b->cnt, n + 1);
+		rc = IP_DONE;
+	}
+	withdraw(r, b, base, me);
+	return rc;
 }
 
 /*
@@ -153,20 +250,13 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	val = *(const uint64_t *)valp; /* GenMC has no memcpy of objects */
 #endif
 	d->i = i;
-	d->any = !exp;
+	d->kind = exp ? D_COND : D_ANY;
 	d->exp = exp ? *exp : 0;
 	d->val = val;
-	/* IPW_MERGED is the only bit set while no write is announced. */
-	uint32_t base = ld_relaxed(&b->ipw) & IPW_MERGED;
-	for (int spin = 0;; spin++) {
-		uint32_t w = base;
-		/* Release: a copier whose freeze returns d reads its fields. */
-		if (cas_release(&b->ipw, &w, base | me))
-			break;
-		if ((w & IPW_FROZEN) || spin == IP_SPIN)
-			return IP_BUSY;
-		cpu_relax();
-	}
+	/* The capacity is the only field set while no write is announced. */
+	uint32_t base = ld_relaxed(&b->ipw) & IPW_CAP;
+	if (!announce(b, base, me))
+		return IP_BUSY;
 	/* Release: the linearization point (unless a copy carried the write
 	 * first); pairs with readers' acquire loads of the word, so what a
 	 * stored pointer points to is seen.  Only we write the word while d
@@ -185,13 +275,6 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 		    val_word(m, b, i), &e, val, memory_order_release,
 		    memory_order_relaxed);
 	}
-	uint32_t w = base | me;
-	/* Release: a later copier's freeze (acquire) sees our value word. */
-	if (!cas_release(&b->ipw, &w, base)) {
-		/* Frozen with d in it: d is b's now, put back when b is
-		 * freed. */
-		r->desc = NULL;
-		r->didx = 0;
-	}
+	withdraw(r, b, base, me);
 	return ok ? IP_DONE : IP_STALE;
 }

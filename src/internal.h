@@ -130,40 +130,49 @@ typedef struct inner {
 } inner_t;
 
 /*
- * A bucket's keys never change once it is published.  Fixed-size maps store
- * n keys, then n values; the key array is padded with zeros to a multiple of
- * 16 bytes so that lookups compare whole 16-byte groups without reading
- * outside the bucket.  Variable-length maps store n {hash, blob} pairs.
- * A bucket is allocated for exactly n entries, except a merge's (flagged
- * IPW_MERGED), allocated for BMERGE: bucket_size() gives either.
+ * A fixed-size map's bucket stores its keys, then its values; the key
+ * array spans whole 16-byte groups so that lookups compare keys a group
+ * at a time.  Variable-length maps store n {hash, blob} pairs.  A bucket
+ * is allocated for cap entries: exactly its count (the IPW_CAP field 0),
+ * or the IPW_CAP field's (a merge's, sized before it knew how many, and
+ * an appending map's, with room to append); bucket_cap() gives it, and
+ * the values start after cap keys.
  *
- * Values are immutable too, except in in-place maps (cmap_t.inplace: 8-byte
- * values, no value destructor), where a replace writes the value word in
- * place under the protocol of trie.c ("In-place values"): ipw names a
- * pending writer's descriptor (desc_t) or none, and once a copier has
+ * Keys and values never change once published, except in in-place maps
+ * (cmap_t.inplace: 8-byte values, no value destructor), whose writers
+ * work in place under the protocol of inplace.c: a replace writes a value
+ * word, and in an appending map (cmap_t.append: keys of at most 8 bytes
+ * too) an insert fills the entry at cnt < cap and then raises cnt.  ipw
+ * names a pending writer's descriptor (desc_t) or none; once a copier has
  * frozen the bucket (IPW_FROZEN) no new in-place write can begin.
  */
 typedef struct bucket {
-	uint32_t n;
-	/* bit 0 IPW_FROZEN, bit 1 IPW_MERGED, bits 2..31 a descriptor's
-	 * index + 1 (trie.c, "In-place values"), or 0. */
+	/* The entries: immutable once published, except that an append
+	 * raises it (release) while ipw names the appender's descriptor. */
+	_Atomic(uint32_t) cnt;
+	/* bit 0 IPW_FROZEN, bits 1..7 IPW_CAP (immutable once published),
+	 * bits 8..31 a descriptor's index + 1, or 0. */
 	_Atomic(uint32_t) ipw;
 	_Alignas(8) unsigned char data[];
 } bucket_t;
 
-#define IPW_FROZEN 1u
-/* Allocated for BMERGE entries (a merge's bucket, sized before it knew
- * how many); every other bucket is allocated for exactly n. */
-#define IPW_MERGED 2u
-#define IPW_SHIFT  2
+#define IPW_FROZEN    1u
+#define IPW_CAP_SHIFT 1
+#define IPW_CAP	      (127u << IPW_CAP_SHIFT)
+#define IPW_SHIFT     8
 
-/* An in-place write in progress on a bucket (trie.c): value word i goes
- * from exp to val (any: from whatever it holds).  Immutable while a
- * bucket's ipw names it; next links the map's free descriptors. */
+_Static_assert(BMAX <= 127 && BMERGE <= 127, "capacity field too narrow");
+
+/* An in-place write in progress on a bucket (inplace.c): value word i
+ * goes from exp to val (D_ANY: from whatever it holds), or (D_APPEND) the
+ * entry {key exp, value val} is appended at i, the count it was announced
+ * on.  Immutable while a bucket's ipw names it; next links the map's free
+ * descriptors. */
+enum { D_COND, D_ANY, D_APPEND };
 typedef struct desc {
 	uint64_t exp, val;
 	uint32_t i;
-	uint32_t any;
+	uint32_t kind;
 	_Atomic(uint32_t) next;
 } desc_t;
 
@@ -460,7 +469,8 @@ struct cmap {
 	cmap_eq_fn eq;
 	uint32_t ks, vs;
 	bool var;     /* ks == 0 || vs == 0: entries are blobs */
-	bool inplace; /* replaces write the value word in place (trie.c) */
+	bool inplace; /* replaces write the value word in place (inplace.c) */
+	bool append;  /* and inserts append in place (inplace.c) */
 	bool dying;   /* cmap_free has begun: writes are refused */
 	unsigned flags;
 	_Atomic(uint64_t) epoch;
@@ -587,12 +597,26 @@ size_t cmap__bucket_bytes(const cmap_t *m, uint32_t n);
 size_t cmap__blob_bytes(uint32_t klen, uint32_t vlen);
 void cmap__desc_put(cmap_t *m, uint32_t idx);
 
-/* A bucket's allocation size.  Relaxed: IPW_MERGED is set before the
- * bucket is published and never changes. */
+/* A published bucket's entry count.  Acquire: pairs with an append's
+ * release store of the count, so the appended entry is seen (buckets of
+ * maps that do not append are ordered by the slot load before). */
+static inline uint32_t bucket_n(bucket_t *b)
+{
+	return ld_acquire(&b->cnt);
+}
+
+/* The entries b is allocated for.  Relaxed: the capacity field is set
+ * before the bucket is published and never changes, nor does the count of
+ * a bucket without one. */
+static inline uint32_t bucket_cap(bucket_t *b)
+{
+	uint32_t c = (ld_relaxed(&b->ipw) & IPW_CAP) >> IPW_CAP_SHIFT;
+	return c ? c : ld_relaxed(&b->cnt);
+}
+
 static inline size_t bucket_size(const cmap_t *m, bucket_t *b)
 {
-	bool merged = ld_relaxed(&b->ipw) & IPW_MERGED;
-	return cmap__bucket_bytes(m, merged ? BMERGE : b->n);
+	return cmap__bucket_bytes(m, bucket_cap(b));
 }
 
 /* Accessors for bucket contents (trie.c); validate.c uses them too. */
@@ -602,7 +626,8 @@ static inline unsigned char *bkey(const cmap_t *m, bucket_t *b, uint32_t i)
 }
 static inline unsigned char *bval(const cmap_t *m, bucket_t *b, uint32_t i)
 {
-	return b->data + align16((size_t)b->n * m->ks) + (size_t)i * m->vs;
+	return b->data + align16((size_t)bucket_cap(b) * m->ks) +
+	       (size_t)i * m->vs;
 }
 /* Read a fixed-size value of a published bucket.  An 8-byte value is one
  * atomic load (in-place maps change it under readers).  Acquire: pairs with

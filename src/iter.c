@@ -104,7 +104,7 @@ static void visit(cmap_t *m, rec_t *r, walk_t *w, bucket_t *b, uint32_t i)
  * full walk, kept to a call per entry.  True when the visitor stopped. */
 static bool visit_fixed(const cmap_t *m, walk_t *w, bucket_t *b)
 {
-	uint32_t n = b->n, ks = m->ks, vs = m->vs;
+	uint32_t n = bucket_n(b), ks = m->ks, vs = m->vs;
 	const unsigned char *k = b->data, *v = bval(m, b, 0);
 	for (uint32_t i = 0; i < n; i++, k += ks, v += vs) {
 		uint64_t copy; /* in-place maps: fn sees a copy (cmap.h) */
@@ -148,7 +148,7 @@ static void sort_by_pos(uint64_t *pos, uint32_t *ix, uint32_t n)
 static bool visit_from(cmap_t *m, rec_t *r, walk_t *w, bucket_t *b,
 		       size_t *budget)
 {
-	uint32_t n = b->n, k = 0;
+	uint32_t n = bucket_n(b), k = 0;
 	uint64_t stackpos[BMAX + 1];
 	uint32_t stackix[BMAX + 1];
 	uint64_t *pos = stackpos;
@@ -244,6 +244,7 @@ static void slice(cmap_t *m, rec_t *r, walk_t *w, size_t budget)
 		uint64_t start = sh ? c->next >> sh << sh : c->next;
 		if (v) {
 			bucket_t *b = as_bucket(v);
+			uint32_t bn = bucket_n(b);
 			if (!w->resumable && c->next == start) {
 				/* The whole bucket is ahead and a stop ends
 				 * the walk: bucket order, no positions, and
@@ -254,17 +255,17 @@ static void slice(cmap_t *m, rec_t *r, walk_t *w, size_t budget)
 						c->done = 1;
 						return;
 					}
-					budget -= b->n < budget ? b->n : budget;
+					budget -= bn < budget ? bn : budget;
 					goto next;
 				}
-				for (uint32_t i = 0; i < b->n; i++) {
+				for (uint32_t i = 0; i < bn; i++) {
 					visit(m, r, w, b, i);
 					if (w->stopped || w->err) {
 						c->done = 1;
 						return;
 					}
 				}
-				budget -= b->n < budget ? b->n : budget;
+				budget -= bn < budget ? bn : budget;
 			} else if (!visit_from(m, r, w, b, &budget)) {
 				return;
 			}

@@ -149,16 +149,27 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 		return CMAP_ENOMEM;
 	int rc = cmap__may_write(m, r);
 	bucket_t *b;
-	/* A present key is tried from the read path first, once: an insert
-	 * answers EXISTS, an in-place map's set, replace or compute writes
-	 * the value word (no walk, reservation or copy). */
+	uint32_t n;
+	/* The key is looked up first, once: an insert of a present key
+	 * answers EXISTS, an in-place map's set, replace or compute of a
+	 * present key writes the value word, and an appending map's set or
+	 * insert of an absent key appends it where there is room (no walk,
+	 * reservation or copy). */
 	bool try_found =
 	    u->kind == U_INSERT ||
 	    (m->inplace && (u->kind == U_SET || u->kind == U_REPLACE ||
 			    u->kind == U_COMPUTE));
 	int i = rc == CMAP_OK && try_found
-		    ? lookup(m, u->h, u->key, u->klen, &b)
+		    ? probe(m, u->h, u->key, u->klen, &b, &n)
 		    : -1;
+	if (i < 0 && try_found && rc == CMAP_OK && m->append && b &&
+	    (u->kind == U_SET || u->kind == U_INSERT) && n < bucket_cap(b) &&
+	    cmap__append(m, r, b, n, u->key, u->val) == IP_DONE) {
+		/* Inserted with nothing retired: no collect either. */
+		cmap__count_add(r, 1);
+		cmap__leave(r);
+		return CMAP_OK;
+	}
 	if (i >= 0 && u->kind == U_INSERT) {
 		/* An insert of a present key changes nothing: answered as a
 		 * lookup, linearized at its slot load (DESIGN.md), without

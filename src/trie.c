@@ -60,21 +60,34 @@ static uintptr_t tag_bucket(bucket_t *b)
 	return (uintptr_t)b | T_BUCKET;
 }
 
-/* Set a bucket's count; zero the key padding, which lookups compare. */
-static void bucket_set_n(const cmap_t *m, bucket_t *b, uint32_t n)
+/*
+ * The capacity a copy that inserted gives a bucket of n entries: in an
+ * appending map, room for one more entry and whatever else fits in the
+ * allocation's 16-byte size class, so that every other insert or so into
+ * a bucket appends in place; at most BMAX, past which a bucket splits.  0
+ * (exactly n) otherwise.  Rounding up to whole key groups instead (three
+ * of four inserts appended with 4-byte keys) cost 4.7 bytes per entry
+ * after a 10 M load, this 1.3 (docs/PERFORMANCE.md).
+ */
+static uint32_t room(const cmap_t *m, uint32_t n)
 {
-	b->n = n;
-	if (!m->var && n)
-		memset(b->data + align16((size_t)n * m->ks) - 16, 0, 16);
+	if (!m->append || n >= BMAX)
+		return 0;
+	size_t class = align16(cmap__bucket_bytes(m, n + 1));
+	uint32_t c = n + 1;
+	while (c < BMAX && cmap__bucket_bytes(m, c + 1) <= class)
+		c++;
+	return c;
 }
 
-static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n)
+/* A private bucket for n entries, allocated for cap (0: exactly n). */
+static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n, uint32_t cap)
 {
-	size_t size = cmap__bucket_bytes(m, n);
+	size_t size = cmap__bucket_bytes(m, cap ? cap : n);
 	bucket_t *b = cmap__alloc(m, r, size);
 	if (b) {
-		st_relaxed(&b->ipw, 0);
-		bucket_set_n(m, b, n);
+		st_relaxed(&b->ipw, cap << IPW_CAP_SHIFT);
+		st_relaxed(&b->cnt, n);
 	}
 	return b;
 }
@@ -113,11 +126,10 @@ static eref_t ref_of(const cmap_t *m, bucket_t *b, uint32_t i)
 	return e;
 }
 
-/* Fill bucket nb (already sized for n) from refs. */
+/* Fill bucket nb (allocated for n entries) from refs. */
 static void fill_bucket(const cmap_t *m, bucket_t *nb, const eref_t *refs,
 			uint32_t n)
 {
-	bucket_set_n(m, nb, n);
 	for (uint32_t i = 0; i < n; i++) {
 		if (m->var) {
 			*bvent(nb, i) = refs[i].ve;
@@ -129,47 +141,62 @@ static void fill_bucket(const cmap_t *m, bucket_t *nb, const eref_t *refs,
 }
 
 /*
- * The common copy-on-write cases for fixed-size entries, with bulk copies:
- * b with entry at replaced (at < b->n), b plus (key, val) appended
- * (at == b->n), or b without entry at (drop).
+ * The copy-on-write cases for fixed-size entries: bucket b (whose contents
+ * are o: frozen, in an in-place map) with entry at replaced (at < o->n),
+ * with (key, val) appended (at == o->n), or without entry at (drop).  Bulk
+ * copies when nothing is pending in b; else entry by entry, o->i's value
+ * (and, for a pending append, key) taken from o, its words never read.
  */
-static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
-			   const void *key, const void *val, bool drop)
+static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, const ovr_t *o,
+			   uint32_t at, const void *key, const void *val,
+			   bool drop)
 {
-	uint32_t n = b->n;
+	uint32_t n = o->n, nn = drop ? n - 1 : at == n ? n + 1 : n;
 	size_t ks = m->ks, vs = m->vs;
-	if (!drop && at < n) {
-		/* Replace: the same layout, so one straight copy of the
-		 * contents (key padding included), then the new value over the
-		 * old.  The stored key stays (cmap_set in cmap.h).  The copy
-		 * reads only the n entries' bytes, inside b's block (with
-		 * allocator hooks, the block's end). */
-		bucket_t *nb = bucket_alloc(m, r, n);
-		if (nb) {
-			copy_span(nb->data, b->data,
-				  cmap__bucket_bytes(m, n) -
-				      offsetof(bucket_t, data));
-			copy_item(bval(m, nb, at), val, vs);
+	/* A replace keeps b's layout; a copy that inserted makes room. */
+	uint32_t cap = nn == n
+			   ? (ld_relaxed(&b->ipw) & IPW_CAP) >> IPW_CAP_SHIFT
+			   : room(m, nn);
+	bucket_t *nb = bucket_alloc(m, r, nn, cap);
+	if (!nb)
+		return NULL;
+	if (o->i >= 0) {
+		uint32_t k = 0;
+		for (uint32_t j = 0; j < n; j++) {
+			if (drop && j == at)
+				continue;
+			bool ov = j == (uint32_t)o->i;
+			const void *v = j == at ? val
+					: ov	? (const void *)&o->v
+						: bval(m, b, j);
+			const void *kp =
+			    ov && o->app ? (const void *)&o->k : bkey(m, b, j);
+			copy_item(bkey(m, nb, k), kp, ks);
+			copy_item(bval(m, nb, k), v, vs);
+			k++;
+		}
+		if (k < nn) {
+			copy_item(bkey(m, nb, k), key, ks);
+			copy_item(bval(m, nb, k), val, vs);
 		}
 		return nb;
 	}
-	bucket_t *nb = bucket_alloc(m, r, drop ? n - 1 : n + 1);
-	if (!nb)
-		return NULL;
 	unsigned char *ok = b->data, *ov = bval(m, b, 0);
 	unsigned char *nk = nb->data, *nv = bval(m, nb, 0);
 	uint32_t keep = drop ? at : n; /* entries before the change */
 	copy_span(nk, ok, keep * ks);
 	copy_span(nv, ov, keep * vs);
-	if (!drop) {
-		copy_item(nk + (size_t)n * ks, key, ks);
-		copy_item(nv + (size_t)n * vs, val, vs);
-	} else { /* the entries after the dropped one move down by one */
+	if (drop) { /* the entries after the dropped one move down by one */
 		uint32_t tail = n - at - 1;
 		copy_span(nk + (size_t)at * ks, ok + (size_t)(at + 1) * ks,
 			  tail * ks);
 		copy_span(nv + (size_t)at * vs, ov + (size_t)(at + 1) * vs,
 			  tail * vs);
+	} else if (at == n) {
+		copy_item(nk + (size_t)n * ks, key, ks);
+		copy_item(nv + (size_t)n * vs, val, vs);
+	} else { /* the stored key stays (cmap_set in cmap.h) */
+		copy_item(nv + (size_t)at * vs, val, vs);
 	}
 	return nb;
 }
@@ -177,8 +204,8 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 			 vent_t ne, bool drop)
 {
-	uint32_t n = b->n, nn = drop ? n - 1 : (at == n ? n + 1 : n);
-	bucket_t *nb = bucket_alloc(m, r, nn);
+	uint32_t n = bucket_n(b), nn = drop ? n - 1 : (at == n ? n + 1 : n);
+	bucket_t *nb = bucket_alloc(m, r, nn, 0);
 	if (!nb)
 		return NULL;
 	uint32_t j = 0;
@@ -189,34 +216,6 @@ static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 	}
 	if (at == n)
 		*bvent(nb, j) = ne;
-	return nb;
-}
-
-/* A copy of frozen bucket b with a pending write o (o.i >= 0), as
- * cow_fixed's cases: word o.i is never read, o.v stands in for it. */
-static bucket_t *cow_pending(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
-			     const void *key, const void *val, bool drop,
-			     const ovr_t *o)
-{
-	uint32_t n = b->n, nn = drop ? n - 1 : (at == n ? n + 1 : n);
-	bucket_t *nb = bucket_alloc(m, r, nn);
-	if (!nb)
-		return NULL;
-	uint32_t k = 0;
-	for (uint32_t j = 0; j < n; j++) {
-		if (drop && j == at)
-			continue;
-		const void *v = j == at		      ? val
-				: j == (uint32_t)o->i ? (const void *)&o->v
-						      : bval(m, b, j);
-		copy_item(bkey(m, nb, k), bkey(m, b, j), m->ks);
-		copy_item(bval(m, nb, k), v, m->vs);
-		k++;
-	}
-	if (k < nn) {
-		copy_item(bkey(m, nb, k), key, m->ks);
-		copy_item(bval(m, nb, k), val, m->vs);
-	}
 	return nb;
 }
 
@@ -257,7 +256,7 @@ static uintptr_t build(cmap_t *m, rec_t *r, eref_t *refs, uint64_t *hs,
 		       uint32_t n, unsigned d, bool *oom)
 {
 	if (n <= BMAX || d > LAST_LEVEL) {
-		bucket_t *b = bucket_alloc(m, r, n);
+		bucket_t *b = bucket_alloc(m, r, n, 0);
 		if (!b) {
 			*oom = true;
 			return 0;
@@ -316,7 +315,7 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 	 * a frozen node never waits on memory. */
 	if (cmap__reserve(m, r, FANOUT + 1 + RESERVE_OP) != CMAP_OK)
 		return FR_NOMEM;
-	bucket_t *mb = bucket_alloc(m, r, BMERGE);
+	bucket_t *mb = bucket_alloc(m, r, 0, BMERGE);
 	inner_t *copy = inner_alloc(m, r);
 	if (!mb || !copy) {
 		if (mb)
@@ -340,32 +339,45 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 		if (!is_bucket(kids[i]))
 			merge = false;
 		else
-			total += as_bucket(kids[i])->n;
+			total += bucket_n(as_bucket(kids[i]));
+	}
+	ovr_t ov[FANOUT];
+	if (merge && total <= BMERGE && m->inplace) {
+		/* The buckets are copied: freeze them, and count again what
+		 * they hold now (appends may have landed). */
+		total = 0;
+		for (unsigned i = 0; i < FANOUT; i++) {
+			if (!kids[i])
+				continue;
+			cmap__freeze_bucket(m, as_bucket(kids[i]), &ov[i]);
+			total += ov[i].n;
+		}
 	}
 	uintptr_t repl;
 	if (merge && total <= BMERGE) {
 		eref_t refs[BMERGE];
-		ovr_t ov[FANOUT];
 		uint32_t k = 0;
 		for (unsigned i = 0; i < FANOUT; i++) {
 			if (!kids[i])
 				continue;
 			bucket_t *b = as_bucket(kids[i]);
-			ov[i] = NO_OVR;
-			if (m->inplace)
-				cmap__freeze_bucket(m, b, &ov[i]);
-			for (uint32_t j = 0; j < b->n; j++) {
+			if (!m->inplace)
+				ov[i] = no_ovr(b);
+			for (uint32_t j = 0; j < ov[i].n; j++) {
 				refs[k] = ref_of(m, b, j);
-				if (j == (uint32_t)ov[i].i)
+				if (j == (uint32_t)ov[i].i) {
 					refs[k].v = &ov[i].v;
+					if (ov[i].app)
+						refs[k].k = &ov[i].k;
+				}
 				k++;
 			}
 		}
 		if (total) {
-			/* mb stays sized for BMERGE entries (IPW_MERGED); the
-			 * layout only depends on n. */
+			/* mb stays allocated for BMERGE entries (its
+			 * capacity field). */
+			st_relaxed(&mb->cnt, total);
 			fill_bucket(m, mb, refs, total);
-			st_relaxed(&mb->ipw, IPW_MERGED);
 			repl = tag_bucket(mb);
 		} else {
 			repl = 0;
@@ -422,7 +434,7 @@ static bool needs_work(inner_t *n)
 	uint32_t total = 0;
 	for (unsigned i = 0; i < FANOUT; i++)
 		if (v[i])
-			total += as_bucket(v[i])->n;
+			total += bucket_n(as_bucket(v[i]));
 	return total <= BMERGE;
 }
 
@@ -481,7 +493,7 @@ static int help(cmap_t *m, rec_t *r, inner_t **path, unsigned d, uint64_t h)
 static bool copy_blobs(cmap_t *m, rec_t *r, bucket_t *b, bucket_t *nb,
 		       bool *moved)
 {
-	for (uint32_t i = 0; i < b->n; i++) {
+	for (uint32_t i = 0; i < bucket_n(b); i++) {
 		vent_t e = *bvent(b, i);
 		size_t sz = cmap__blob_bytes(e.blob->klen, e.blob->vlen);
 		moved[i] = cmap__pool_sparse(m, r, e.blob, sz);
@@ -526,7 +538,7 @@ int cmap__relocate(cmap_t *m, rec_t *r, inner_t *parent, unsigned ix,
 		}
 	}
 	bucket_t *b = as_bucket(v);
-	uint32_t n = b->n;
+	uint32_t n = bucket_n(b);
 	bool move = cmap__pool_sparse(m, r, b, bucket_size(m, b));
 	for (uint32_t i = 0; m->var && !move && i < n; i++) {
 		blob_t *bl = bvent(b, i)->blob;
@@ -542,24 +554,23 @@ int cmap__relocate(cmap_t *m, rec_t *r, inner_t *parent, unsigned ix,
 	if (cmap__reserve(m, r, (size_t)n + 1) != CMAP_OK)
 		return RL_NOMEM;
 	bool moved[BMAX + 1] = {false};
-	ovr_t o = NO_OVR;
+	ovr_t o = no_ovr(b);
 	if (m->inplace)
 		cmap__freeze_bucket(m, b, &o); /* as any copier */
 	bucket_t *nb;
 	if (m->var) {
-		nb = bucket_alloc(m, r, n);
+		nb = bucket_alloc(m, r, n, 0);
 		if (nb && !copy_blobs(m, r, b, nb, moved)) {
 			bucket_dealloc(m, r, nb);
 			nb = NULL;
 		}
 	} else {
-		/* A copy with nothing changed (a pending in-place write
-		 * carried, its word never read). */
-		nb = o.i >= 0 ? cow_pending(m, r, b, (uint32_t)o.i,
-					    bkey(m, b, (uint32_t)o.i), &o.v,
-					    false, &o)
-			      : cow_fixed(m, r, b, 0, bkey(m, b, 0),
-					  bval(m, b, 0), false);
+		/* A copy with nothing changed: entry at "replaced" by its own
+		 * value (a pending write's or append's carried, its words
+		 * never read). */
+		uint32_t at = o.i >= 0 ? (uint32_t)o.i : 0;
+		const void *val = o.i >= 0 ? (const void *)&o.v : bval(m, b, 0);
+		nb = cow_fixed(m, r, b, &o, at, NULL, val, false);
 	}
 	int rc = RL_NOMEM;
 	if (nb) {
@@ -585,12 +596,6 @@ int cmap__relocate(cmap_t *m, rec_t *r, inner_t *parent, unsigned ix,
 
 /* ---- the operations
  * ------------------------------------------------------------ */
-
-static void count_add(rec_t *r, int64_t d)
-{
-	/* Only the owner writes its count: a plain increment suffices. */
-	st_relaxed(&r->count, ld_relaxed(&r->count) + d);
-}
 
 /*
  * Retire bucket b after entry i left the trie (drop) or had its value
@@ -770,15 +775,20 @@ static __attribute__((noinline)) uintptr_t split(cmap_t *m, rec_t *r,
 {
 	eref_t refs[BMAX + 1];
 	uint64_t hs[BMAX + 1];
-	for (uint32_t j = 0; j < b->n; j++) {
+	uint32_t n = o->n;
+	for (uint32_t j = 0; j < n; j++) {
 		refs[j] = ref_of(m, b, j);
-		hs[j] = entry_hash(m, b, j);
+		if (j == (uint32_t)o->i) {
+			refs[j].v = &o->v;
+			if (o->app)
+				refs[j].k = &o->k;
+		}
+		hs[j] =
+		    m->var ? bvent(b, j)->hash : hash_of(m, refs[j].k, m->ks);
 	}
-	if (o->i >= 0)
-		refs[o->i].v = &o->v;
-	refs[b->n] = e;
-	hs[b->n] = h;
-	return build(m, r, refs, hs, b->n + 1, d + 1, oom);
+	refs[n] = e;
+	hs[n] = h;
+	return build(m, r, refs, hs, n + 1, d + 1, oom);
 }
 
 /*
@@ -805,16 +815,14 @@ put(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b, int i, unsigned d, blob_t **nbl,
 	}
 	bucket_t *nb = NULL;
 	if (!b) {
-		if ((nb = bucket_alloc(m, r, 1))) {
+		if ((nb = bucket_alloc(m, r, 1, room(m, 1)))) {
 			eref_t e = {u->key, u->val, ne};
 			fill_bucket(m, nb, &e, 1);
 		}
-	} else if (i >= 0 || b->n < BMAX || d >= LAST_LEVEL) {
-		uint32_t at = i >= 0 ? (uint32_t)i : b->n;
+	} else if (i >= 0 || o->n < BMAX || d >= LAST_LEVEL) {
+		uint32_t at = i >= 0 ? (uint32_t)i : o->n;
 		nb = m->var ? cow_var(m, r, b, at, ne, false)
-		     : o->i >= 0
-			 ? cow_pending(m, r, b, at, u->key, u->val, false, o)
-			 : cow_fixed(m, r, b, at, u->key, u->val, false);
+			    : cow_fixed(m, r, b, o, at, u->key, u->val, false);
 	} else {
 		return split(m, r, b, (eref_t){u->key, u->val, ne}, u->h, d, o,
 			     oom);
@@ -854,14 +862,16 @@ retry:;
 			continue;
 		}
 		bucket_t *b = c ? as_bucket(c) : NULL;
-		int i = b ? bucket_find(m, b, u->h, u->key, u->klen) : -1;
+		/* What the decision is made on: b's entries as counted here
+		 * (an appending map's count may grow until b is frozen). */
+		ovr_t o = no_ovr(b);
+		int i = b ? bucket_find(m, b, o.n, u->h, u->key, u->klen) : -1;
 		/* The entry's value bytes the decision is made on: in an
 		 * in-place map a snapshot, which the write then requires
 		 * unchanged (the word may change under us until b is
 		 * frozen). */
 		const unsigned char *cv = NULL;
 		uint64_t snap = 0;
-		ovr_t o = NO_OVR;
 		bool frozen = false;
 	decide_again:
 		if (i >= 0 && !m->var) {
@@ -896,6 +906,18 @@ retry:;
 				break;
 			}
 		}
+		if (m->append && i < 0 && act == A_PUT && b && !frozen &&
+		    o.n < bucket_cap(b)) {
+			/* An insert with room in b: appended in place if b's
+			 * count is still the one the key was absent in. */
+			int ip = cmap__append(m, r, b, o.n, u->key, u->val);
+			if (ip == IP_STALE)
+				goto again;
+			if (ip == IP_DONE) {
+				cmap__count_add(r, 1);
+				break;
+			}
+		}
 		if (fd) {
 			/* The outermost frozen node first: a node below it
 			 * cannot be replaced while its parent slot is
@@ -906,11 +928,23 @@ retry:;
 		}
 		if (m->inplace && b && !frozen) {
 			/* From here b is copied: no in-place write may land
-			 * in it after we read it.  Its values are final now;
-			 * if the entry's changed since the decision, decide
-			 * again on the final one. */
+			 * in it after we read it.  Its entries are final now
+			 * (o); if the key's entry or its value changed since
+			 * the decision, decide again on the final ones. */
+			uint32_t seen = o.n;
 			cmap__freeze_bucket(m, b, &o);
 			frozen = true;
+			if (o.n != seen) {
+				int j = bucket_find(m, b, o.n - o.app, u->h,
+						    u->key, u->klen);
+				if (j < 0 && o.app &&
+				    key_eq(m, &o.k, u->key, m->ks))
+					j = o.i;
+				if (j != i) {
+					i = j;
+					goto decide_again;
+				}
+			}
 			if (i >= 0) {
 				uint64_t fin;
 				if (o.i == i)
@@ -930,13 +964,11 @@ retry:;
 				rc = CMAP_ENOMEM;
 				break;
 			}
-		} else if (b->n > 1) {
-			bucket_t *nb = m->var ? cow_var(m, r, b, (uint32_t)i,
-							(vent_t){0}, true)
-				       : o.i >= 0
-					   ? cow_pending(m, r, b, (uint32_t)i,
-							 NULL, NULL, true, &o)
-					   : cow_fixed(m, r, b, (uint32_t)i,
+		} else if (o.n > 1) {
+			bucket_t *nb = m->var
+					   ? cow_var(m, r, b, (uint32_t)i,
+						     (vent_t){0}, true)
+					   : cow_fixed(m, r, b, &o, (uint32_t)i,
 						       NULL, NULL, true);
 			if (!nb) {
 				rc = CMAP_ENOMEM;
@@ -968,11 +1000,11 @@ retry:;
 			cmap__retire(m, r, b, NULL, G_BUCKET);
 		}
 		if (act == A_DROP) {
-			count_add(r, -1);
-			if (d > 0 && (b->n - 1) <= BMERGE)
+			cmap__count_add(r, -1);
+			if (d > 0 && o.n - 1 <= BMERGE)
 				contract_path(m, r, u->h);
 		} else if (i < 0) {
-			count_add(r, 1);
+			cmap__count_add(r, 1);
 		}
 		break;
 	}
@@ -1099,6 +1131,7 @@ CMAP_API int cmap_new(cmap_t **out, const cmap_config_t *cfg)
 	m->var = !m->ks || !m->vs;
 	m->inplace = m->vs == 8 && m->ks && !c.val_dtor &&
 		     !(c.flags & CMAP_COPY_ON_WRITE);
+	m->append = m->inplace && m->ks <= 8;
 	m->flags = c.flags;
 	m->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
 	st_relaxed(&m->epoch, 0);
@@ -1123,7 +1156,7 @@ static void free_tree(cmap_t *m, uintptr_t v)
 		return;
 	}
 	bucket_t *b = as_bucket(v);
-	for (uint32_t i = 0; i < b->n; i++) {
+	for (uint32_t i = 0; i < bucket_n(b); i++) {
 		if (m->var) {
 			blob_t *bl = bvent(b, i)->blob;
 			if (c->key_dtor)
@@ -1228,7 +1261,7 @@ static uintptr_t bulk_build(cmap_t *m, rec_t *r, bulk_t *bk, belem_t *e,
 				    e[i].dup ? CMAP_EXISTS : CMAP_OK;
 			k += !e[i].dup;
 		}
-		bucket_t *b = bucket_alloc(m, r, k);
+		bucket_t *b = bucket_alloc(m, r, k, 0);
 		if (!b) {
 			*oom = true;
 			return 0;
@@ -1270,11 +1303,13 @@ static uintptr_t bulk_build(cmap_t *m, rec_t *r, bulk_t *bk, belem_t *e,
 	uint32_t total = 0;
 	for (unsigned ix = 0; ix < FANOUT && total <= BMERGE; ix++) {
 		uintptr_t c = ld_relaxed(&node->slot[ix]);
-		total += !c ? 0 : is_bucket(c) ? as_bucket(c)->n : BMERGE + 1;
+		total += !c		? 0
+			 : is_bucket(c) ? bucket_n(as_bucket(c))
+					: BMERGE + 1;
 	}
 	if (total > BMERGE)
 		return (uintptr_t)node;
-	bucket_t *b = bucket_alloc(m, r, total);
+	bucket_t *b = bucket_alloc(m, r, total, 0);
 	if (!b) {
 		*oom = true;
 		free_private(m, r, (uintptr_t)node);
@@ -1284,7 +1319,7 @@ static uintptr_t bulk_build(cmap_t *m, rec_t *r, bulk_t *bk, belem_t *e,
 	uint32_t k = 0;
 	for (unsigned ix = 0; ix < FANOUT; ix++) {
 		uintptr_t c = ld_relaxed(&node->slot[ix]);
-		for (uint32_t j = 0; c && j < as_bucket(c)->n; j++)
+		for (uint32_t j = 0; c && j < bucket_n(as_bucket(c)); j++)
 			refs[k++] = ref_of(m, as_bucket(c), j);
 	}
 	fill_bucket(m, b, refs, total);
@@ -1359,7 +1394,7 @@ void cmap__bulk(cmap_t *m, rec_t *r, bulk_t *bk, inner_t *node, unsigned d,
 			 * update (see cmap__update). */
 			published = cas_seqcst(sp, &v, nv);
 			if (published) {
-				count_add(r, bk->added - added);
+				cmap__count_add(r, bk->added - added);
 			} else {
 				free_private(m, r, nv); /* filled meanwhile */
 				bk->added = added;

@@ -62,54 +62,71 @@ static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
 
 #ifdef __SSE2__
 /*
- * Compare the key with 16-byte groups of the bucket's key array, which is
- * zero-padded to whole groups.  A match in the padding can only come after
- * every real key, hence the j < n check.  Few, well-predicted branches let
- * the CPU run ahead into the next lookup while this one waits on memory.
+ * Compare the key with whole 16-byte groups of the bucket's first n keys:
+ * in an appending map the keys past n may be being written, so a group
+ * never reaches past them; the last few are compared in a group that ends
+ * at n and overlaps the one before.  Few, well-predicted branches let the
+ * CPU run ahead into the next lookup while this one waits on memory.
  */
-static inline int find4(bucket_t *b, const void *key)
+static inline int find4(bucket_t *b, uint32_t n, const void *key)
 {
-	uint32_t k, n = b->n;
+	uint32_t k, i = 0;
 	memcpy(&k, key, 4);
 	__m128i kk = _mm_set1_epi32((int)k);
-	for (uint32_t i = 0; i < n; i += 4) {
+	for (;; i += 4) {
+		if (i + 4 > n) {
+			if (i == n)
+				return -1;
+			if (n < 4) { /* no whole group */
+				for (; i < n; i++) {
+					uint32_t x;
+					memcpy(&x, b->data + 4 * i, 4);
+					if (x == k)
+						return (int)i;
+				}
+				return -1;
+			}
+			i = n - 4;
+		}
 		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
 		unsigned mk = (unsigned)_mm_movemask_ps(
 		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
-		if (mk) {
-			uint32_t j = i + (uint32_t)__builtin_ctz(mk);
-			return j < n ? (int)j : -1;
-		}
+		if (mk)
+			return (int)(i + (uint32_t)__builtin_ctz(mk));
+		if (i + 4 == n)
+			return -1;
 	}
-	return -1;
 }
 
-static inline int find8(bucket_t *b, const void *key)
+static inline int find8(bucket_t *b, uint32_t n, const void *key)
 {
-	uint64_t k;
-	uint32_t n = b->n;
+	uint64_t k, x;
+	uint32_t i = 0;
 	memcpy(&k, key, 8);
 	__m128i kk = _mm_set1_epi64x((long long)k);
-	for (uint32_t i = 0; i < n; i += 2) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
+	for (; i + 2 <= n; i += 2) {
+		__m128i y = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
 		unsigned mk = (unsigned)_mm_movemask_ps(
-		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+		    _mm_castsi128_ps(_mm_cmpeq_epi32(y, kk)));
 		mk &= (mk >> 1) & 5; /* both 32-bit halves equal */
-		if (mk) {
-			uint32_t j = i + (uint32_t)__builtin_ctz(mk) / 2;
-			return j < n ? (int)j : -1;
-		}
+		if (mk)
+			return (int)(i + (uint32_t)__builtin_ctz(mk) / 2);
+	}
+	if (i < n) {
+		memcpy(&x, b->data + 8 * i, 8);
+		if (x == k)
+			return (int)i;
 	}
 	return -1;
 }
 #endif
 
-/* Index of key in bucket b, or -1.  The fixed-size cases without a custom
- * eq compare integers, which the compiler keeps in registers. */
-static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
-			      const void *key, size_t klen)
+/* Index of key among the first n entries of bucket b (n: its count as the
+ * caller read it, bucket_n), or -1.  The fixed-size cases without a
+ * custom eq compare integers, which the compiler keeps in registers. */
+static inline int bucket_find(const cmap_t *m, bucket_t *b, uint32_t n,
+			      uint64_t h, const void *key, size_t klen)
 {
-	uint32_t n = b->n;
 	if (m->var) {
 		for (uint32_t i = 0; i < n; i++) {
 			vent_t *e = bvent(b, i);
@@ -121,9 +138,9 @@ static inline int bucket_find(const cmap_t *m, bucket_t *b, uint64_t h,
 	}
 #ifdef __SSE2__
 	if (!m->eq && m->ks == 4)
-		return find4(b, key);
+		return find4(b, n, key);
 	if (!m->eq && m->ks == 8)
-		return find8(b, key);
+		return find8(b, n, key);
 #endif
 	for (uint32_t i = 0; i < n; i++)
 		if (key_eq(m, bkey(m, b, i), key, m->ks))
@@ -194,19 +211,36 @@ static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 	return false;
 }
 
-/* Wait-free lookup: returns the bucket holding key and its index, or -1. */
-static inline int lookup(const cmap_t *m, uint64_t h, const void *key,
-			 size_t klen, bucket_t **bp)
+/* Wait-free lookup: the index of key in the bucket *bp its hash leads to
+ * (NULL: an empty slot), among the *np entries counted there, or -1. */
+static inline int probe(const cmap_t *m, uint64_t h, const void *key,
+			size_t klen, bucket_t **bp, uint32_t *np)
 {
 	/* Acquire on every slot: pairs with the release half of the CAS that
 	 * published the node or bucket.  Frozen slots are read through. */
 	uintptr_t v = ld_acquire(&m->root->slot[hidx(h, 0)]) & ~T_FROZEN;
 	for (unsigned d = 1; v && !is_bucket(v); d++)
 		v = ld_acquire(&as_inner(v)->slot[hidx(h, d)]) & ~T_FROZEN;
+	*bp = NULL;
 	if (!v)
 		return -1;
 	*bp = as_bucket(v);
-	return bucket_find(m, *bp, h, key, klen);
+	*np = bucket_n(*bp);
+	return bucket_find(m, *bp, *np, h, key, klen);
+}
+
+/* Wait-free lookup: returns the bucket holding key and its index, or -1. */
+static inline int lookup(const cmap_t *m, uint64_t h, const void *key,
+			 size_t klen, bucket_t **bp)
+{
+	uint32_t n;
+	return probe(m, h, key, klen, bp, &n);
+}
+
+/* Only the owner writes its count: a plain increment suffices. */
+static inline void cmap__count_add(rec_t *r, int64_t d)
+{
+	st_relaxed(&r->count, ld_relaxed(&r->count) + d);
 }
 
 /* Hash positions: the order in which the trie lays hashes out, level 0's
@@ -278,19 +312,34 @@ enum { IP_DONE, IP_STALE, IP_BUSY };
 int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 		       const uint64_t *exp, const void *val, uint64_t *old);
 
-/* What a copy of a frozen bucket must give entry i (i < 0: nothing
- * pending, copy every value as it is). */
+/* The contents a copy of bucket b must have: n entries, entry i's value
+ * v instead of its word (i < 0: every value as it is), and if app, entry
+ * i (== n - 1) is a pending append whose key k is not read from b. */
 typedef struct ovr {
 	int32_t i;
-	uint64_t v;
+	uint32_t n;
+	uint64_t v, k;
+	bool app;
 } ovr_t;
 
-#define NO_OVR ((ovr_t){-1, 0})
+/* The contents of a bucket nothing writes in place. */
+static inline ovr_t no_ovr(bucket_t *b)
+{
+	return (ovr_t){.i = -1, .n = b ? bucket_n(b) : 0};
+}
 
 /* Freeze b against in-place writes before copying it (in-place maps
- * only): afterwards no in-place write can begin, and every value word
- * but *o's is final. */
+ * only): afterwards no in-place write can begin, and every key and value
+ * word but *o's is final. */
 void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o);
+
+/* Append (key, *val) to b at entry n, the count the caller found key
+ * absent in, in an appending map (inplace.c).  IP_DONE: appended (the
+ * linearization point is inside), IP_STALE: b's count is no longer n
+ * (find the key again), IP_BUSY: b is frozen or contended, or no memory
+ * for a descriptor (copy instead).  Retires nothing. */
+int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
+		 const void *val);
 
 /* Retirements one update may make (a bucket and a blob); helping a frozen
  * node reserves its own on top, keeping these. */

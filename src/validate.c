@@ -47,18 +47,24 @@ static void check_bucket(struct walk *w, bucket_t *b, unsigned level)
 	if (level + 1 > w->st.max_depth)
 		w->st.max_depth = level + 1;
 	w->st.bytes_in_use += bucket_size(m, b);
-	if (b->n == 0)
+	uint32_t n = bucket_n(b);
+	if (n == 0)
 		bad(w, "empty bucket", level);
-	if (bucket_size(m, b) < cmap__bucket_bytes(m, b->n))
-		bad(w, "bucket smaller than its entry count needs", level);
-	if (b->n > BMAX) {
+	if (bucket_cap(b) < n)
+		bad(w, "bucket holds more entries than it has room for", level);
+	/* A write left announced only in a bucket a copier froze (the copy
+	 * carried it). */
+	uint32_t ipw = ld_relaxed(&b->ipw);
+	if ((ipw >> IPW_SHIFT) && !(ipw & IPW_FROZEN))
+		bad(w, "in-place write still announced", level);
+	if (n > BMAX) {
 		if (level < LAST_LEVEL)
 			bad(w, "oversized bucket above the last level", level);
 		else
 			w->st.collision_buckets++;
 	}
 	uint64_t h0 = 0;
-	for (uint32_t i = 0; i < b->n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		uint64_t h = m->var ? bvent(b, i)->hash
 				    : m->hash(bkey(m, b, i), m->ks, m->seed);
 		if (m->var) {
@@ -76,14 +82,14 @@ static void check_bucket(struct walk *w, bucket_t *b, unsigned level)
 			bad(w, "entry off its hash path", level);
 		if (i == 0)
 			h0 = h;
-		else if (b->n > BMAX && h != h0)
+		else if (n > BMAX && h != h0)
 			bad(w, "collision bucket with different hashes", level);
 		w->st.bytes_in_use += entry_bytes(m, b, i);
 		w->st.entries++;
 	}
 	/* Keys are unique within the bucket (and so in the map). */
-	for (uint32_t i = 0; i < b->n && b->n <= 4 * BMAX; i++)
-		for (uint32_t j = i + 1; j < b->n; j++) {
+	for (uint32_t i = 0; i < n && n <= 4 * BMAX; i++)
+		for (uint32_t j = i + 1; j < n; j++) {
 			bool same;
 			if (m->var) {
 				blob_t *x = bvent(b, i)->blob,
@@ -127,7 +133,7 @@ static size_t walk_inner(struct walk *w, inner_t *n, unsigned level)
 		if (is_bucket(v)) {
 			bucket_t *b = as_bucket(v);
 			check_bucket(w, b, level);
-			below += b->n;
+			below += bucket_n(b);
 		} else if (level >= LAST_LEVEL) {
 			bad(w, "inner node below the last level", level);
 		} else {

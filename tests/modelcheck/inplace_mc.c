@@ -97,7 +97,7 @@ static uint64_t word(bucket_t *b, uint32_t i)
 static bucket_t *make(unsigned char *mem)
 {
 	bucket_t *b = (bucket_t *)(void *)mem;
-	b->n = 2;
+	atomic_init(&b->cnt, 2);
 	atomic_init(&b->ipw, 0);
 	*(uint64_t *)(void *)bkey(&M, b, 0) = 1;
 	*(uint64_t *)(void *)bkey(&M, b, 1) = 2;
