@@ -159,7 +159,8 @@ void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o)
  * Announce d (filled in) on b, waiting a few attempts for another writer's
  * announcement to go: false if b is frozen or stays contended.
  */
-static bool announce(bucket_t *b, uint32_t base, uint32_t me)
+static inline __attribute__((always_inline)) bool
+announce(bucket_t *b, uint32_t base, uint32_t me)
 {
 	for (int spin = 0;; spin++) {
 		uint32_t w = base;
@@ -177,7 +178,8 @@ static bool announce(bucket_t *b, uint32_t base, uint32_t me)
 
 /* Withdraw r's announcement on b; if a copier froze b meanwhile, the
  * descriptor is b's now, put back when b is freed. */
-static void withdraw(rec_t *r, bucket_t *b, uint32_t base, uint32_t me)
+static inline __attribute__((always_inline)) void
+withdraw(rec_t *r, bucket_t *b, uint32_t base, uint32_t me)
 {
 	uint32_t w = base | me;
 	/* Release: a later copier's freeze or announcer (acquire) sees the

@@ -162,8 +162,8 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 	int i = rc == CMAP_OK && try_found
 		    ? probe(m, u->h, u->key, u->klen, &b, &n)
 		    : -1;
-	if (i < 0 && try_found && rc == CMAP_OK && m->append && b &&
-	    (u->kind == U_SET || u->kind == U_INSERT) && n < bucket_cap(b) &&
+	if (i < 0 && try_found && rc == CMAP_OK && b &&
+	    (u->kind == U_SET || u->kind == U_INSERT) && can_append(m, b, n) &&
 	    cmap__append(m, r, b, n, u->key, u->val) == IP_DONE) {
 		/* Inserted with nothing retired: no collect either. */
 		cmap__count_add(r, 1);

@@ -62,19 +62,21 @@ static uintptr_t tag_bucket(bucket_t *b)
 
 /*
  * The capacity a copy that inserted gives a bucket of n entries: in an
- * appending map, room for one more entry and whatever else fits in the
- * allocation's 16-byte size class, so that every other insert or so into
- * a bucket appends in place; at most BMAX, past which a bucket splits.  0
- * (exactly n) otherwise.  Rounding up to whole key groups instead (three
- * of four inserts appended with 4-byte keys) cost 4.7 bytes per entry
- * after a 10 M load, this 1.3 (docs/PERFORMANCE.md).
+ * appending map, room for two more entries and whatever else fits in the
+ * allocation's 16-byte size class, so that about two of three inserts
+ * into a bucket append in place; at most BMAX, past which a bucket
+ * splits.  0 (exactly n) otherwise, and for fewer keys than fill a
+ * 16-byte group: lookups read such a bucket's group whole (trie.h,
+ * find4), which an append would race with.  (Room for one: 23.65 bytes
+ * per entry after a 10 M load and 473 instructions per set; two: 24.31
+ * and 441; three: 24.64 and 440; docs/PERFORMANCE.md.)
  */
 static uint32_t room(const cmap_t *m, uint32_t n)
 {
-	if (!m->append || n >= BMAX)
+	if (!m->append || n >= BMAX || (size_t)n * m->ks < 16)
 		return 0;
-	size_t class = align16(cmap__bucket_bytes(m, n + 1));
-	uint32_t c = n + 1;
+	uint32_t c = n + 2 < BMAX ? n + 2 : BMAX;
+	size_t class = align16(cmap__bucket_bytes(m, c));
 	while (c < BMAX && cmap__bucket_bytes(m, c + 1) <= class)
 		c++;
 	return c;
@@ -88,6 +90,12 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n, uint32_t cap)
 	if (b) {
 		st_relaxed(&b->ipw, cap << IPW_CAP_SHIFT);
 		st_relaxed(&b->cnt, n);
+		/* Lookups compare the last key group whole: zeros past the
+		 * keys (never uninitialised bytes). */
+		size_t kb = (size_t)n * m->ks,
+		       ke = align16((cap ? cap : n) * (size_t)m->ks);
+		if (!m->var && ke > kb)
+			memset(b->data + kb, 0, ke - kb);
 	}
 	return b;
 }
@@ -153,8 +161,10 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, const ovr_t *o,
 {
 	uint32_t n = o->n, nn = drop ? n - 1 : at == n ? n + 1 : n;
 	size_t ks = m->ks, vs = m->vs;
-	/* A replace keeps b's layout; a copy that inserted makes room. */
-	uint32_t cap = nn == n
+	/* A replace keeps b's layout, a copy that inserted makes room, one
+	 * that removed has none (the map is shrinking there). */
+	uint32_t cap = drop ? 0
+		       : nn == n
 			   ? (ld_relaxed(&b->ipw) & IPW_CAP) >> IPW_CAP_SHIFT
 			   : room(m, nn);
 	bucket_t *nb = bucket_alloc(m, r, nn, cap);
@@ -906,8 +916,8 @@ retry:;
 				break;
 			}
 		}
-		if (m->append && i < 0 && act == A_PUT && b && !frozen &&
-		    o.n < bucket_cap(b)) {
+		if (i < 0 && act == A_PUT && b && !frozen &&
+		    can_append(m, b, o.n)) {
 			/* An insert with room in b: appended in place if b's
 			 * count is still the one the key was absent in. */
 			int ip = cmap__append(m, r, b, o.n, u->key, u->val);

@@ -62,45 +62,39 @@ static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
 
 #ifdef __SSE2__
 /*
- * Compare the key with whole 16-byte groups of the bucket's first n keys:
- * in an appending map the keys past n may be being written, so a group
- * never reaches past them; the last few are compared in a group that ends
- * at n and overlaps the one before.  Few, well-predicted branches let the
- * CPU run ahead into the next lookup while this one waits on memory.
+ * Compare the key with the bucket's first n keys a 16-byte group at a
+ * time, every load below n: in an appending map the keys past n may be
+ * being written.  The whole groups first, then the group that ends at n
+ * (overlapping the one before; it finds nothing new when n is a multiple
+ * of the group).  A bucket with fewer keys than a group has no room to
+ * append (room() in trie.c), so its one group is read whole: the lanes
+ * past n are zeros that nobody writes, and a match there is no match.
+ * Few, well-predicted branches let the CPU run ahead into the next lookup
+ * while this one waits on memory.
  */
 static inline int find4(bucket_t *b, uint32_t n, const void *key)
 {
 	uint32_t k, i = 0;
 	memcpy(&k, key, 4);
 	__m128i kk = _mm_set1_epi32((int)k);
-	for (;; i += 4) {
-		if (i + 4 > n) {
-			if (i == n)
-				return -1;
-			if (n < 4) { /* no whole group */
-				for (; i < n; i++) {
-					uint32_t x;
-					memcpy(&x, b->data + 4 * i, 4);
-					if (x == k)
-						return (int)i;
-				}
-				return -1;
-			}
-			i = n - 4;
-		}
+	for (; i + 4 <= n; i += 4) {
 		__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
 		unsigned mk = (unsigned)_mm_movemask_ps(
 		    _mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
 		if (mk)
 			return (int)(i + (uint32_t)__builtin_ctz(mk));
-		if (i + 4 == n)
-			return -1;
 	}
+	i = n > 4 ? n - 4 : 0;
+	__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
+	unsigned mk =
+	    (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
+	uint32_t j = i + (uint32_t)__builtin_ctz(mk | 16);
+	return j < n ? (int)j : -1;
 }
 
 static inline int find8(bucket_t *b, uint32_t n, const void *key)
 {
-	uint64_t k, x;
+	uint64_t k;
 	uint32_t i = 0;
 	memcpy(&k, key, 8);
 	__m128i kk = _mm_set1_epi64x((long long)k);
@@ -112,12 +106,13 @@ static inline int find8(bucket_t *b, uint32_t n, const void *key)
 		if (mk)
 			return (int)(i + (uint32_t)__builtin_ctz(mk) / 2);
 	}
-	if (i < n) {
-		memcpy(&x, b->data + 8 * i, 8);
-		if (x == k)
-			return (int)i;
-	}
-	return -1;
+	i = n > 2 ? n - 2 : 0;
+	__m128i y = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
+	unsigned mk =
+	    (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(y, kk)));
+	mk &= (mk >> 1) & 5;
+	uint32_t j = i + (uint32_t)__builtin_ctz(mk | 16) / 2;
+	return j < n ? (int)j : -1;
 }
 #endif
 
@@ -209,6 +204,14 @@ static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 		return true;
 	*len = value_len(m, b, i);
 	return false;
+}
+
+/* May an entry be appended to b, counted n, in place?  Not past its
+ * capacity, nor while it holds fewer keys than fill a 16-byte group
+ * (lookups read that group whole: find4). */
+static inline bool can_append(const cmap_t *m, bucket_t *b, uint32_t n)
+{
+	return m->append && (size_t)n * m->ks >= 16 && n < bucket_cap(b);
 }
 
 /* Wait-free lookup: the index of key in the bucket *bp its hash leads to

@@ -14,6 +14,11 @@
  *
  * Each test runs on an in-place map and on the same map with
  * CMAP_COPY_ON_WRITE (the copying path alone), as a control.
+ *
+ * Appends (inplace.c: an insert into a bucket with room writes the entry
+ * and raises the count) race with each other, with value writes and with
+ * every copier in test_no_lost_insert, on u64 and u32 keys (the two
+ * lookups that compare keys a group at a time).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -320,6 +325,123 @@ static void test_borrow_stable(void)
 	cmap_free(h.m);
 }
 
+/*
+ * Inserters own disjoint keys of one bucket and cycle each through insert,
+ * get, set and remove, each answer exact (a lost append shows as a get
+ * that misses or a set that inserts; an append landing twice, in the
+ * copy and the original, as a remove that leaves the key behind).
+ * Stable keys of the same bucket, inserted first, are read throughout and
+ * must never be missing.
+ */
+enum { INSERTERS = 3, OWN_KEYS = 12, STABLE_KEYS = 6 };
+
+struct ins {
+	cmap_t *m;
+	unsigned ks; /* 4 or 8 */
+	long rounds;
+	atomic_uint next;
+	atomic_int running;
+	atomic_long reads;
+};
+
+/* Key j of the shared bucket: the low bits (20 for u32, 30 for u64) are
+ * equal, so the identity hashers put every key on one path. */
+static void key_bytes(const struct ins *s, unsigned j, void *out)
+{
+	if (s->ks == 4) {
+		uint32_t k = (uint32_t)j << 20;
+		memcpy(out, &k, 4);
+	} else {
+		uint64_t k = (uint64_t)j << 30;
+		memcpy(out, &k, 8);
+	}
+}
+
+static void *inserter(void *p)
+{
+	struct ins *s = p;
+	unsigned t = atomic_fetch_add(&s->next, 1);
+	unsigned first = 1 + STABLE_KEYS + t * OWN_KEYS;
+	unsigned char k[8];
+	for (long r = 0; r < s->rounds; r++) {
+		for (unsigned j = first; j < first + OWN_KEYS; j++) {
+			uint64_t v = (uint64_t)r << 16 | j;
+			key_bytes(s, j, k);
+			CHECK_EQ(cmap_insert(s->m, k, s->ks, &v, 8, NULL, NULL),
+				 CMAP_OK);
+		}
+		for (unsigned j = first; j < first + OWN_KEYS; j++) {
+			uint64_t v = (uint64_t)r << 16 | j, got = 0, old = 0;
+			key_bytes(s, j, k);
+			CHECK_EQ(cmap_get(s->m, k, s->ks, &got, NULL), CMAP_OK);
+			CHECK_EQ(got, v);
+			uint64_t w = v + 1;
+			CHECK_EQ(cmap_set(s->m, k, s->ks, &w, 8, &old, NULL),
+				 CMAP_REPLACED);
+			CHECK_EQ(old, v);
+		}
+		for (unsigned j = first; j < first + OWN_KEYS; j++) {
+			uint64_t v = ((uint64_t)r << 16 | j) + 1, old = 0;
+			key_bytes(s, j, k);
+			CHECK_EQ(cmap_remove(s->m, k, s->ks, &old, NULL),
+				 CMAP_OK);
+			CHECK_EQ(old, v);
+			CHECK_EQ(cmap_get(s->m, k, s->ks, &old, NULL),
+				 CMAP_NOT_FOUND);
+		}
+	}
+	atomic_fetch_sub(&s->running, 1);
+	return NULL;
+}
+
+static void *stable_reader(void *p)
+{
+	struct ins *s = p;
+	unsigned char k[8];
+	while (atomic_load(&s->running) > 0) {
+		for (unsigned j = 1; j <= STABLE_KEYS; j++) {
+			uint64_t v = 0;
+			key_bytes(s, j, k);
+			CHECK_EQ(cmap_get(s->m, k, s->ks, &v, NULL), CMAP_OK);
+			CHECK_EQ(v, j);
+		}
+		atomic_fetch_add(&s->reads, 1);
+	}
+	return NULL;
+}
+
+static void test_no_lost_insert(unsigned ks, unsigned flags)
+{
+	cmap_config_t c = CMAP_CONFIG_INIT;
+	c.key_size = ks;
+	c.val_size = 8;
+	c.hash = ks == 4 ? cmap_hash_u32 : cmap_hash_u64;
+	c.flags = flags;
+	struct ins s = {.ks = ks, .rounds = scaled(20000)};
+	CHECK_EQ(cmap_new(&s.m, &c), CMAP_OK);
+	unsigned char k[8];
+	for (unsigned j = 1; j <= STABLE_KEYS; j++) {
+		uint64_t v = j;
+		key_bytes(&s, j, k);
+		CHECK_EQ(cmap_set(s.m, k, ks, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	atomic_store(&s.running, INSERTERS);
+	pthread_t w[INSERTERS], r;
+	for (int i = 0; i < INSERTERS; i++)
+		CHECK_EQ(pthread_create(&w[i], NULL, inserter, &s), 0);
+	CHECK_EQ(pthread_create(&r, NULL, stable_reader, &s), 0);
+	for (int i = 0; i < INSERTERS; i++)
+		CHECK_EQ(pthread_join(w[i], NULL), 0);
+	CHECK_EQ(pthread_join(r, NULL), 0);
+	CHECK_EQ(cmap_len(s.m), STABLE_KEYS);
+	CHECK_EQ(cmap_validate(s.m, NULL), CMAP_OK);
+	printf("test_inplace: no lost insert (u%u, %s): %ld rounds of %d "
+	       "keys per inserter, %ld reader rounds\n",
+	       ks * 8, flags ? "copy-on-write" : "appending", s.rounds,
+	       OWN_KEYS, atomic_load(&s.reads));
+	cmap_free(s.m);
+}
+
 int main(void)
 {
 	test_no_lost_write(0);
@@ -329,6 +451,9 @@ int main(void)
 	test_publication(0);
 	test_publication(CMAP_COPY_ON_WRITE);
 	test_borrow_stable();
+	test_no_lost_insert(8, 0);
+	test_no_lost_insert(4, 0);
+	test_no_lost_insert(8, CMAP_COPY_ON_WRITE);
 	printf("test_inplace: ok\n");
 	return 0;
 }

@@ -25,14 +25,29 @@
  *   - no data race (GenMC reports one if a plain load of the copier meets
  *     a writer's store).
  *
+ * With MC_APPENDERS (1 or 2) the writers are appenders instead, as an
+ * appending map's insert (cmap_t.append): the bucket has room for 4
+ * entries, appender w runs cmap__append of key 3 + w (value 30 + 10 w) on
+ * the count it reads, again on a new count if told IP_STALE; the copier
+ * copies the frozen contents (a carried append's key and value from the
+ * override, never from the bucket); the reader reads the count (acquire)
+ * and the keys and values below it.  Properties: every append that
+ * reported IP_DONE is in the published bucket once, no other is; the
+ * reader sees only whole entries, and never loses one it saw; no race.
+ *
  * Reverted parts, each expected to make GenMC report an error:
  *   MC_NO_CARRY          the copier ignores the pending write it froze
  *                        (and reads every word atomically, so that the
  *                        error is the lost write, not a race)
  *   MC_COPY_FIRST        the copier reads the values (atomically) before
  *                        freezing
- *   MC_PLAIN_PENDING     the copier reads the pending entry's word with a
- *                        plain load (a race with the owner's store)
+ *   MC_PLAIN_PENDING     the copier reads the pending entry's word (with
+ *                        appenders: its key) with a plain load (a race
+ *                        with the owner's store)
+ *   MC_NO_CARRY          (with appenders) the copier ignores a pending
+ *                        append: the insert is lost
+ *   MC_COUNT_FIRST       (with appenders) the copier counts the entries
+ *                        before freezing
  */
 #define CMAP_MODELCHECK 1
 #define IP_SPIN		1
@@ -86,7 +101,7 @@ static cmap_t M;
 static rec_t R[MC_WRITERS];
 static int rc[MC_WRITERS];
 static uint64_t olds[MC_WRITERS];
-static _Alignas(16) unsigned char mem0[64], mem1[64];
+static _Alignas(16) unsigned char mem0[128], mem1[128];
 static _Atomic(uintptr_t) slot;
 
 static uint64_t word(bucket_t *b, uint32_t i)
@@ -94,15 +109,102 @@ static uint64_t word(bucket_t *b, uint32_t i)
 	return ld_acquire((_Atomic(uint64_t) *)(uintptr_t)bval(&M, b, i));
 }
 
+#ifdef MC_APPENDERS
+#define CAP 4u /* room for both appends */
+#else
+#define CAP 0u /* exactly its two entries */
+#endif
+
 static bucket_t *make(unsigned char *mem)
 {
 	bucket_t *b = (bucket_t *)(void *)mem;
 	atomic_init(&b->cnt, 2);
-	atomic_init(&b->ipw, 0);
+	atomic_init(&b->ipw, CAP << IPW_CAP_SHIFT);
 	*(uint64_t *)(void *)bkey(&M, b, 0) = 1;
 	*(uint64_t *)(void *)bkey(&M, b, 1) = 2;
 	return b;
 }
+
+#ifdef MC_APPENDERS
+static void *appender(void *arg)
+{
+	int w = (int)(intptr_t)arg;
+	bucket_t *b = (bucket_t *)(ld_acquire(&slot) & ~T_MASK);
+	uint64_t k = 3 + (uint64_t)w, v = 30 + 10 * (uint64_t)w;
+	/* As the walk: an append told the count moved looks again (the
+	 * keys differ, so the key is still absent). */
+	for (int tries = 0; tries < 2; tries++) {
+		rc[w] = cmap__append(&M, &R[w], b, bucket_n(b), &k, &v);
+		if (rc[w] != IP_STALE)
+			break;
+	}
+	return NULL;
+}
+
+/* The copier of an appending map: the frozen contents, o.n entries. */
+static void *append_copier(void *arg)
+{
+	(void)arg;
+	uintptr_t v = ld_acquire(&slot);
+	bucket_t *b = (bucket_t *)(v & ~T_MASK), *nb = make(mem1);
+	ovr_t o;
+#ifdef MC_COUNT_FIRST
+	uint32_t n = bucket_n(b);
+	cmap__freeze_bucket(&M, b, &o);
+	if (o.n > n) /* counted before: what landed since is not copied */
+		o.app = false;
+	o.n = n;
+#else
+	cmap__freeze_bucket(&M, b, &o);
+#endif
+#ifdef MC_NO_CARRY
+	if (o.app)
+		o.n--;
+#endif
+	for (uint32_t j = 0; j < o.n; j++) {
+		uint64_t k, x;
+#ifndef MC_PLAIN_PENDING
+		if (o.app && j == (uint32_t)o.i) {
+			k = o.k;
+			x = o.v;
+		} else
+#endif
+		{
+			/* Plain loads, as copy_item's. */
+			k = *(uint64_t *)(void *)bkey(&M, b, j);
+			x = *(uint64_t *)(void *)bval(&M, b, j);
+		}
+		*(uint64_t *)(void *)bkey(&M, nb, j) = k;
+		atomic_init((_Atomic(uint64_t) *)(uintptr_t)bval(&M, nb, j), x);
+	}
+	atomic_init(&nb->cnt, o.n);
+	/* seq_cst with release: publishes nb, as trie.c's CAS does. */
+	assert(cas_seqcst(&slot, &v, (uintptr_t)nb | T_BUCKET));
+	return NULL;
+}
+
+/* As cmap_get: the count (acquire), then the keys and values below it. */
+static void *append_reader(void *arg)
+{
+	(void)arg;
+	uint32_t seen = 0; /* appended keys seen, as a bit set */
+	for (int k = 0; k < MC_READS; k++) {
+		bucket_t *b = (bucket_t *)(ld_acquire(&slot) & ~T_MASK);
+		uint32_t n = bucket_n(b), now = 0;
+		assert(n >= 2 && n <= 4);
+		for (uint32_t j = 0; j < n; j++) {
+			uint64_t key = *(uint64_t *)(void *)bkey(&M, b, j);
+			assert(key >= 1 && key <= 4);
+			assert(word(b, j) == 10 * key);
+			if (key >= 3)
+				now |= 1u << key;
+		}
+		assert((seen & now) == seen); /* nothing seen is lost */
+		seen = now;
+	}
+	return NULL;
+}
+#endif
 
 static void *writer(void *arg)
 {
@@ -194,6 +296,27 @@ int main(void)
 	atomic_init((_Atomic(uint64_t) *)(uintptr_t)bval(&M, b, 0), 10);
 	atomic_init((_Atomic(uint64_t) *)(uintptr_t)bval(&M, b, 1), 20);
 	atomic_init(&slot, (uintptr_t)b | T_BUCKET);
+#ifdef MC_APPENDERS
+	M.append = true;
+	pthread_t t[MC_APPENDERS + 2];
+	for (int w = 0; w < MC_APPENDERS; w++)
+		pthread_create(&t[w], NULL, appender, (void *)(intptr_t)w);
+	pthread_create(&t[MC_APPENDERS], NULL, append_copier, NULL);
+	pthread_create(&t[MC_APPENDERS + 1], NULL, append_reader, NULL);
+	for (int i = 0; i < MC_APPENDERS + 2; i++)
+		pthread_join(t[i], NULL);
+	bucket_t *cur = (bucket_t *)(ld_acquire(&slot) & ~T_MASK);
+	uint32_t n = bucket_n(cur), found[5] = {0};
+	for (uint32_t j = 0; j < n; j++) {
+		uint64_t key = *(uint64_t *)(void *)bkey(&M, cur, j);
+		assert(key >= 1 && key <= 4);
+		assert(word(cur, j) == 10 * key);
+		found[key]++;
+	}
+	assert(found[1] == 1 && found[2] == 1);
+	for (int w = 0; w < MC_APPENDERS; w++)
+		assert(found[3 + w] == (rc[w] == IP_DONE));
+#else
 	pthread_t t[MC_WRITERS + 2];
 	for (int w = 0; w < MC_WRITERS; w++)
 		pthread_create(&t[w], NULL, writer, (void *)(intptr_t)w);
@@ -221,6 +344,7 @@ int main(void)
 		assert(v == 200 && olds[1] == 10);
 	else
 		assert(v == 10);
+#endif
 #endif
 	return 0;
 }

@@ -41,6 +41,12 @@ ip-1w-nocarry   fail -DMC_WRITERS=1 -DMC_NO_CARRY
 ip-2w-nocarry   fail -DMC_WRITERS=2 -DMC_NO_CARRY
 ip-1w-copyfirst fail -DMC_WRITERS=1 -DMC_COPY_FIRST
 ip-1w-plain     fail -DMC_WRITERS=1 -DMC_PLAIN_PENDING
+ip-1a           pass -DMC_APPENDERS=1
+ip-2a           pass -DMC_APPENDERS=2 -DMC_READS=1
+ip-1a-nocarry   fail -DMC_APPENDERS=1 -DMC_NO_CARRY
+ip-2a-nocarry   fail -DMC_APPENDERS=2 -DMC_NO_CARRY
+ip-1a-countfirst fail -DMC_APPENDERS=1 -DMC_COUNT_FIRST
+ip-1a-plain     fail -DMC_APPENDERS=1 -DMC_PLAIN_PENDING
 '
 
 summary=$OUT/summary.txt
