@@ -442,6 +442,101 @@ static void test_no_lost_insert(unsigned ks, unsigned flags)
 	cmap_free(s.m);
 }
 
+/*
+ * Inserters racing for the same keys of one bucket: in each round every
+ * thread cmap_inserts every shared key; exactly one insert of a key may
+ * answer OK and the others EXISTS with the winner's value (an append and
+ * a copy both adding the key would show as two OKs, or as a duplicate to
+ * cmap_validate).  Between rounds, the keys are removed.
+ */
+enum { RACERS = 3, RACE_KEYS = 10 };
+
+struct race {
+	cmap_t *m;
+	unsigned ks;
+	long rounds;
+	pthread_barrier_t bar;
+	atomic_uint next;
+	atomic_int wins[RACE_KEYS];
+	uint64_t winner[RACE_KEYS];
+};
+
+static void *racer(void *p)
+{
+	struct race *s = p;
+	unsigned t = atomic_fetch_add(&s->next, 1);
+	struct ins kk = {.ks = s->ks};
+	unsigned char k[8];
+	for (long r = 0; r < s->rounds; r++) {
+		pthread_barrier_wait(&s->bar);
+		for (unsigned i = 0; i < RACE_KEYS; i++) {
+			/* Each thread goes through the keys in its own order.
+			 */
+			unsigned j = (i + t * 3) % RACE_KEYS;
+			uint64_t v = (uint64_t)r << 8 | t, cur = 0;
+			key_bytes(&kk, 100 + j, k);
+			int rc = cmap_insert(s->m, k, s->ks, &v, 8, &cur, NULL);
+			if (rc == CMAP_OK) {
+				atomic_fetch_add(&s->wins[j], 1);
+				s->winner[j] = v;
+			} else {
+				CHECK_EQ(rc, CMAP_EXISTS);
+				CHECK_EQ(cur >> 8, (uint64_t)r);
+			}
+		}
+		pthread_barrier_wait(&s->bar);
+		pthread_barrier_wait(&s->bar); /* main checks and clears */
+	}
+	return NULL;
+}
+
+static void test_racing_inserts(unsigned ks)
+{
+	cmap_config_t c = CMAP_CONFIG_INIT;
+	c.key_size = ks;
+	c.val_size = 8;
+	c.hash = ks == 4 ? cmap_hash_u32 : cmap_hash_u64;
+	struct race s = {.ks = ks, .rounds = scaled(20000)};
+	struct ins kk = {.ks = ks};
+	CHECK_EQ(cmap_new(&s.m, &c), CMAP_OK);
+	/* Keys that stay, so that the bucket holds a key group and has room
+	 * to append. */
+	unsigned char k[8];
+	for (unsigned j = 1; j <= STABLE_KEYS; j++) {
+		uint64_t v = j;
+		key_bytes(&kk, j, k);
+		CHECK_EQ(cmap_set(s.m, k, ks, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	CHECK_EQ(pthread_barrier_init(&s.bar, NULL, RACERS + 1), 0);
+	pthread_t th[RACERS];
+	for (int i = 0; i < RACERS; i++)
+		CHECK_EQ(pthread_create(&th[i], NULL, racer, &s), 0);
+	for (long r = 0; r < s.rounds; r++) {
+		pthread_barrier_wait(&s.bar);
+		pthread_barrier_wait(&s.bar);
+		for (unsigned j = 0; j < RACE_KEYS; j++) {
+			uint64_t v = 0;
+			CHECK_EQ(atomic_load(&s.wins[j]), 1);
+			atomic_store(&s.wins[j], 0);
+			key_bytes(&kk, 100 + j, k);
+			CHECK_EQ(cmap_remove(s.m, k, ks, &v, NULL), CMAP_OK);
+			CHECK_EQ(v, s.winner[j]);
+			CHECK_EQ(cmap_get(s.m, k, ks, &v, NULL),
+				 CMAP_NOT_FOUND);
+		}
+		pthread_barrier_wait(&s.bar);
+	}
+	for (int i = 0; i < RACERS; i++)
+		CHECK_EQ(pthread_join(th[i], NULL), 0);
+	CHECK_EQ(cmap_len(s.m), STABLE_KEYS);
+	CHECK_EQ(cmap_validate(s.m, NULL), CMAP_OK);
+	printf("test_inplace: racing inserts (u%u): %ld rounds of %d keys, "
+	       "%d threads\n",
+	       ks * 8, s.rounds, RACE_KEYS, RACERS);
+	pthread_barrier_destroy(&s.bar);
+	cmap_free(s.m);
+}
+
 int main(void)
 {
 	test_no_lost_write(0);
@@ -454,6 +549,8 @@ int main(void)
 	test_no_lost_insert(8, 0);
 	test_no_lost_insert(4, 0);
 	test_no_lost_insert(8, CMAP_COPY_ON_WRITE);
+	test_racing_inserts(8);
+	test_racing_inserts(4);
 	printf("test_inplace: ok\n");
 	return 0;
 }
