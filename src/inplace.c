@@ -27,8 +27,17 @@
  * before see.  Readers load value words atomically and never look at ipw.
  * A descriptor that a copier saw stays named by the frozen bucket (its
  * owner takes another) and goes back to the map when the bucket is freed.
- * docs/DESIGN.md, "In-place values", has the argument; tests/test_inplace.c
- * and tests/modelcheck/inplace_mc.c check it.
+ *
+ * In an appending map (keys of at most 8 bytes too) an insert into a
+ * bucket with room appends the same way: it announces {D_APPEND, i = the
+ * count it found the key absent in, key, value}, re-reads the count (only
+ * announcers raise it) and, if unchanged, writes entry i and stores the
+ * count i + 1 with release (the linearization point).  A copier's freeze
+ * reads the count after freezing and carries an append announced on that
+ * count; with any other count the append landed already or will not.
+ * docs/DESIGN.md, "In-place values" and "In-place inserts", has the
+ * argument; tests/test_inplace.c and tests/modelcheck/inplace_mc.c check
+ * it.
  */
 #include <string.h>
 
