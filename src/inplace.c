@@ -264,6 +264,8 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	d->kind = exp ? D_COND : D_ANY;
 	d->exp = exp ? *exp : 0;
 	d->val = val;
+	/* Located before the announcement, off its critical path. */
+	_Atomic(uint64_t) *word = val_word(m, b, i);
 	/* The capacity is the only field set while no write is announced. */
 	uint32_t base = ld_relaxed(&b->ipw) & IPW_CAP;
 	if (!announce(b, base, me))
@@ -278,13 +280,12 @@ int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
 	 * read with acquire already. */
 	bool ok = true;
 	if (!exp)
-		*old = atomic_exchange_explicit(val_word(m, b, i), val,
-						memory_order_acq_rel);
+		*old =
+		    atomic_exchange_explicit(word, val, memory_order_acq_rel);
 	else if (*exp != val) {
 		uint64_t e = *exp;
 		ok = atomic_compare_exchange_strong_explicit(
-		    val_word(m, b, i), &e, val, memory_order_release,
-		    memory_order_relaxed);
+		    word, &e, val, memory_order_release, memory_order_relaxed);
 	}
 	withdraw(r, b, base, me);
 	return ok ? IP_DONE : IP_STALE;
