@@ -128,22 +128,21 @@ static long write_batch(cmap_t *m, ukind_t kind, const void *keys,
 				u.val = vp + (base + i) * m->vs;
 				u.vlen = m->vs;
 			}
-			int j = -1;
-			uint64_t old;
-			/* A present key of an in-place map: written where the
-			 * group's walk found it, as cmap_set does.  A bucket
-			 * replaced since (by this batch too) is frozen, and the
-			 * key takes the update walk. */
-			if (kind == U_SET && m->inplace && v[i])
-				j = bucket_find(m, as_bucket(v[i]),
-						bucket_n(as_bucket(v[i])), h[i],
-						u.key, m->ks);
-			if (j >= 0 && cmap__put_in_place(
-					  m, r, as_bucket(v[i]), (uint32_t)j,
-					  NULL, u.val, &old) == IP_DONE)
-				rc = CMAP_REPLACED;
-			else if ((rc = cmap__reserve(m, r, RESERVE_OP)) ==
-				 CMAP_OK)
+			/* Where the group's walk found the key's bucket: a
+			 * present key's value written in place or an absent
+			 * key appended, as cmap_set does.  A bucket replaced
+			 * since (by this batch too) is frozen, and the key
+			 * takes the update walk. */
+			rc = -1;
+			if (kind == U_SET && m->inplace && v[i]) {
+				bucket_t *b = as_bucket(v[i]);
+				uint32_t bn = bucket_n(b);
+				int j =
+				    bucket_find(m, b, bn, h[i], u.key, m->ks);
+				rc = cmap__store_found(m, r, &u, b, bn, j);
+			}
+			if (rc < 0 &&
+			    (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
 				rc = cmap__update(m, r, &u);
 			if (results)
 				results[base + i] = rc;

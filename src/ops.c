@@ -75,22 +75,6 @@ CMAP_API int cmap_get_with(cmap_t *m, const void *key, size_t klen,
 	return rc;
 }
 
-/* A set or replace of entry i of b in an in-place map, tried once before
- * the update walk: true when done (old value copied out), false when the
- * walk must run (b is being copied, or contended). */
-static inline bool replace_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
-				    uint32_t i)
-{
-	uint64_t cur;
-	if (cmap__put_in_place(m, r, b, i, NULL, u->val, &cur) != IP_DONE)
-		return false;
-	if (u->out)
-		memcpy(u->out, &cur, 8);
-	if (u->out_len)
-		*u->out_len = 8;
-	return true;
-}
-
 /*
  * A compute on entry i of b in an in-place map, tried before the update
  * walk: fn sees the value word's snapshot; KEEP and ABORT are answered at
@@ -162,14 +146,7 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 	int i = rc == CMAP_OK && try_found
 		    ? probe(m, u->h, u->key, u->klen, &b, &n)
 		    : -1;
-	if (i < 0 && try_found && rc == CMAP_OK && b &&
-	    (u->kind == U_SET || u->kind == U_INSERT) && can_append(m, b, n) &&
-	    cmap__append(m, r, b, n, u->key, u->val) == IP_DONE) {
-		/* Inserted with nothing retired: no collect either. */
-		cmap__count_add(r, 1);
-		cmap__leave(r);
-		return CMAP_OK;
-	}
+	int fast;
 	if (i >= 0 && u->kind == U_INSERT) {
 		/* An insert of a present key changes nothing: answered as a
 		 * lookup, linearized at its slot load (DESIGN.md), without
@@ -180,15 +157,15 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 			copy_out(m, b, (uint32_t)i, u->out, u->out_len);
 			rc = CMAP_EXISTS;
 		}
-	} else if (i >= 0 && u->kind != U_COMPUTE &&
-		   replace_in_place(m, r, u, b, (uint32_t)i)) {
-		/* Written with nothing retired: no collect either. */
-		cmap__leave(r);
-		return CMAP_REPLACED;
 	} else if (i >= 0 && u->kind == U_COMPUTE &&
 		   compute_in_place(m, r, u, b, (uint32_t)i, &rc)) {
 		/* Answered or written in place (or by a conditional walk,
 		 * which may have retired). */
+	} else if (try_found && rc == CMAP_OK &&
+		   (fast = cmap__store_found(m, r, u, b, n, i)) >= 0) {
+		/* Written with nothing retired: no collect either. */
+		cmap__leave(r);
+		return fast;
 	} else if (rc == CMAP_OK &&
 		   (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK) {
 		rc = cmap__update(m, r, u);

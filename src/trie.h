@@ -344,6 +344,38 @@ void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o);
 int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
 		 const void *val);
 
+/*
+ * u (a set, replace or insert) done where a lookup found the key's bucket
+ * b (NULL: an empty slot), counted n, and the key at i (i < 0: absent),
+ * without the update walk: a present key's value word written in place
+ * (set, replace; the old value to u->out), an absent key appended (set,
+ * insert).  Returns CMAP_REPLACED or CMAP_OK, having retired nothing, or
+ * -1: the walk must run (no room, b being copied, contended, or another
+ * kind).  One place for cmap_set's fast path and cmap_set_batch's.
+ */
+static inline int cmap__store_found(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
+				    uint32_t n, int i)
+{
+	if (i >= 0) {
+		uint64_t cur;
+		if (!m->inplace || (u->kind != U_SET && u->kind != U_REPLACE) ||
+		    cmap__put_in_place(m, r, b, (uint32_t)i, NULL, u->val,
+				       &cur) != IP_DONE)
+			return -1;
+		if (u->out)
+			memcpy(u->out, &cur, 8);
+		if (u->out_len)
+			*u->out_len = 8;
+		return CMAP_REPLACED;
+	}
+	if (!b || (u->kind != U_SET && u->kind != U_INSERT) ||
+	    !can_append(m, b, n) ||
+	    cmap__append(m, r, b, n, u->key, u->val) != IP_DONE)
+		return -1;
+	cmap__count_add(r, 1);
+	return CMAP_OK;
+}
+
 /* Retirements one update may make (a bucket and a blob); helping a frozen
  * node reserves its own on top, keeping these. */
 #define RESERVE_OP 2
