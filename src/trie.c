@@ -90,12 +90,12 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n, uint32_t cap)
 	if (b) {
 		st_relaxed(&b->ipw, cap << IPW_CAP_SHIFT);
 		st_relaxed(&b->cnt, n);
-		/* Lookups compare the last key group whole: zeros past the
-		 * keys (never uninitialised bytes). */
-		size_t kb = (size_t)n * m->ks,
-		       ke = align16((cap ? cap : n) * (size_t)m->ks);
-		if (!m->var && ke > kb)
-			memset(b->data + kb, 0, ke - kb);
+		/* A bucket with fewer keys than fill a group has its first
+		 * group compared whole (trie.h, find4): zeros past its keys,
+		 * never uninitialised bytes.  Larger buckets' lookups never
+		 * read past their keys. */
+		if (!m->var)
+			memset(b->data, 0, 16);
 	}
 	return b;
 }
@@ -138,13 +138,15 @@ static eref_t ref_of(const cmap_t *m, bucket_t *b, uint32_t i)
 static void fill_bucket(const cmap_t *m, bucket_t *nb, const eref_t *refs,
 			uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		if (m->var) {
+	if (m->var) {
+		for (uint32_t i = 0; i < n; i++)
 			*bvent(nb, i) = refs[i].ve;
-		} else {
-			copy_item(bkey(m, nb, i), refs[i].k, m->ks);
-			copy_item(bval(m, nb, i), refs[i].v, m->vs);
-		}
+		return;
+	}
+	unsigned char *k = bkey(m, nb, 0), *v = bval(m, nb, 0);
+	for (uint32_t i = 0; i < n; i++, k += m->ks, v += m->vs) {
+		copy_item(k, refs[i].k, m->ks);
+		copy_item(v, refs[i].v, m->vs);
 	}
 }
 
