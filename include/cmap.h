@@ -165,11 +165,14 @@ enum cmap_flags {
 	 * and leak checking). */
 	CMAP_NO_POOL = 1u << 1,
 	/* Maps with 8-byte values and no val_dtor replace a present key's
-	 * value in place (one compare-and-swap on the value word, no copy,
-	 * allocation or retirement; docs/DESIGN.md, "In-place values"); their
-	 * cmap_get_with, cmap_foreach and cmap_compute callbacks see a copy of
-	 * the value.  This flag makes such a map copy its bucket on every
-	 * write instead, as every other map does. */
+	 * value in place (a store to the value word under an announcement,
+	 * no copy, allocation or retirement; docs/DESIGN.md, "In-place
+	 * values"), and, if their keys are at most 8 bytes, insert into a
+	 * bucket with room by writing the entry past its last one
+	 * ("In-place inserts"); their cmap_get_with, cmap_foreach and
+	 * cmap_compute callbacks see a copy of the value.  This flag makes
+	 * such a map copy its bucket on every write instead, as every other
+	 * map does. */
 	CMAP_COPY_ON_WRITE = 1u << 2,
 };
 
