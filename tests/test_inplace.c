@@ -346,15 +346,36 @@ struct ins {
 
 /* Key j of the shared bucket: the low bits (20 for u32, 30 for u64) are
  * equal, so the identity hashers put every key on one path. */
-static void key_bytes(const struct ins *s, unsigned j, void *out)
+static void key_bytes(unsigned ks, unsigned j, void *out)
 {
-	if (s->ks == 4) {
+	if (ks == 4) {
 		uint32_t k = (uint32_t)j << 20;
 		memcpy(out, &k, 4);
 	} else {
 		uint64_t k = (uint64_t)j << 30;
 		memcpy(out, &k, 8);
 	}
+}
+
+/* A map of ks-byte keys holding the stable keys 1..STABLE_KEYS (each
+ * valued its number): enough to fill a key group of the shared bucket, so
+ * that it has room to append. */
+static cmap_t *shared_bucket_map(unsigned ks, unsigned flags)
+{
+	cmap_config_t c = CMAP_CONFIG_INIT;
+	c.key_size = ks;
+	c.val_size = 8;
+	c.hash = ks == 4 ? cmap_hash_u32 : cmap_hash_u64;
+	c.flags = flags;
+	cmap_t *m = NULL;
+	CHECK_EQ(cmap_new(&m, &c), CMAP_OK);
+	unsigned char k[8];
+	for (unsigned j = 1; j <= STABLE_KEYS; j++) {
+		uint64_t v = j;
+		key_bytes(ks, j, k);
+		CHECK_EQ(cmap_set(m, k, ks, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	return m;
 }
 
 static void *inserter(void *p)
@@ -366,13 +387,13 @@ static void *inserter(void *p)
 	for (long r = 0; r < s->rounds; r++) {
 		for (unsigned j = first; j < first + OWN_KEYS; j++) {
 			uint64_t v = (uint64_t)r << 16 | j;
-			key_bytes(s, j, k);
+			key_bytes(s->ks, j, k);
 			CHECK_EQ(cmap_insert(s->m, k, s->ks, &v, 8, NULL, NULL),
 				 CMAP_OK);
 		}
 		for (unsigned j = first; j < first + OWN_KEYS; j++) {
 			uint64_t v = (uint64_t)r << 16 | j, got = 0, old = 0;
-			key_bytes(s, j, k);
+			key_bytes(s->ks, j, k);
 			CHECK_EQ(cmap_get(s->m, k, s->ks, &got, NULL), CMAP_OK);
 			CHECK_EQ(got, v);
 			uint64_t w = v + 1;
@@ -382,7 +403,7 @@ static void *inserter(void *p)
 		}
 		for (unsigned j = first; j < first + OWN_KEYS; j++) {
 			uint64_t v = ((uint64_t)r << 16 | j) + 1, old = 0;
-			key_bytes(s, j, k);
+			key_bytes(s->ks, j, k);
 			CHECK_EQ(cmap_remove(s->m, k, s->ks, &old, NULL),
 				 CMAP_OK);
 			CHECK_EQ(old, v);
@@ -401,7 +422,7 @@ static void *stable_reader(void *p)
 	while (atomic_load(&s->running) > 0) {
 		for (unsigned j = 1; j <= STABLE_KEYS; j++) {
 			uint64_t v = 0;
-			key_bytes(s, j, k);
+			key_bytes(s->ks, j, k);
 			CHECK_EQ(cmap_get(s->m, k, s->ks, &v, NULL), CMAP_OK);
 			CHECK_EQ(v, j);
 		}
@@ -412,19 +433,9 @@ static void *stable_reader(void *p)
 
 static void test_no_lost_insert(unsigned ks, unsigned flags)
 {
-	cmap_config_t c = CMAP_CONFIG_INIT;
-	c.key_size = ks;
-	c.val_size = 8;
-	c.hash = ks == 4 ? cmap_hash_u32 : cmap_hash_u64;
-	c.flags = flags;
-	struct ins s = {.ks = ks, .rounds = scaled(20000)};
-	CHECK_EQ(cmap_new(&s.m, &c), CMAP_OK);
-	unsigned char k[8];
-	for (unsigned j = 1; j <= STABLE_KEYS; j++) {
-		uint64_t v = j;
-		key_bytes(&s, j, k);
-		CHECK_EQ(cmap_set(s.m, k, ks, &v, 8, NULL, NULL), CMAP_OK);
-	}
+	struct ins s = {.m = shared_bucket_map(ks, flags),
+			.ks = ks,
+			.rounds = scaled(20000)};
 	atomic_store(&s.running, INSERTERS);
 	pthread_t w[INSERTERS], r;
 	for (int i = 0; i < INSERTERS; i++)
@@ -465,7 +476,6 @@ static void *racer(void *p)
 {
 	struct race *s = p;
 	unsigned t = atomic_fetch_add(&s->next, 1);
-	struct ins kk = {.ks = s->ks};
 	unsigned char k[8];
 	for (long r = 0; r < s->rounds; r++) {
 		pthread_barrier_wait(&s->bar);
@@ -474,7 +484,7 @@ static void *racer(void *p)
 			 */
 			unsigned j = (i + t * 3) % RACE_KEYS;
 			uint64_t v = (uint64_t)r << 8 | t, cur = 0;
-			key_bytes(&kk, 100 + j, k);
+			key_bytes(s->ks, 100 + j, k);
 			int rc = cmap_insert(s->m, k, s->ks, &v, 8, &cur, NULL);
 			if (rc == CMAP_OK) {
 				atomic_fetch_add(&s->wins[j], 1);
@@ -492,21 +502,9 @@ static void *racer(void *p)
 
 static void test_racing_inserts(unsigned ks)
 {
-	cmap_config_t c = CMAP_CONFIG_INIT;
-	c.key_size = ks;
-	c.val_size = 8;
-	c.hash = ks == 4 ? cmap_hash_u32 : cmap_hash_u64;
-	struct race s = {.ks = ks, .rounds = scaled(20000)};
-	struct ins kk = {.ks = ks};
-	CHECK_EQ(cmap_new(&s.m, &c), CMAP_OK);
-	/* Keys that stay, so that the bucket holds a key group and has room
-	 * to append. */
+	struct race s = {
+	    .m = shared_bucket_map(ks, 0), .ks = ks, .rounds = scaled(20000)};
 	unsigned char k[8];
-	for (unsigned j = 1; j <= STABLE_KEYS; j++) {
-		uint64_t v = j;
-		key_bytes(&kk, j, k);
-		CHECK_EQ(cmap_set(s.m, k, ks, &v, 8, NULL, NULL), CMAP_OK);
-	}
 	CHECK_EQ(pthread_barrier_init(&s.bar, NULL, RACERS + 1), 0);
 	pthread_t th[RACERS];
 	for (int i = 0; i < RACERS; i++)
@@ -518,7 +516,7 @@ static void test_racing_inserts(unsigned ks)
 			uint64_t v = 0;
 			CHECK_EQ(atomic_load(&s.wins[j]), 1);
 			atomic_store(&s.wins[j], 0);
-			key_bytes(&kk, 100 + j, k);
+			key_bytes(ks, 100 + j, k);
 			CHECK_EQ(cmap_remove(s.m, k, ks, &v, NULL), CMAP_OK);
 			CHECK_EQ(v, s.winner[j]);
 			CHECK_EQ(cmap_get(s.m, k, ks, &v, NULL),
