@@ -308,7 +308,12 @@ static void concurrent(const struct cfg *c)
 	size_t moved = relocated(s.m);
 	printf("test_compact: %s: %ld passes, %zu moved, %ld walks\n", c->name,
 	       passes, moved, atomic_load(&s.walks));
-	if (!(c->flags & CMAP_NO_POOL))
+	/* Something moved, except on CMAP_NO_POOL maps (no pages) and in the
+	 * colliding variable-length map: its collision buckets are never
+	 * moved (DESIGN.md, known limits), so whether a pass finds anything
+	 * to move depends on its few other buckets (none, in 2 of 8 runs
+	 * under valgrind's scaling). */
+	if (!(c->flags & CMAP_NO_POOL) && !(c->hash == few_hash && !c->ks))
 		CHECK(moved > 0);
 	cmap_free(s.m);
 }
