@@ -44,18 +44,6 @@
 
 #include "trie.h"
 
-/* Attempts at announcing an in-place write while another thread's is
- * pending, before copying instead: that window is a few instructions. */
-#ifndef IP_SPIN
-#define IP_SPIN 16
-#endif
-
-static inline _Atomic(uint64_t) *val_word(const cmap_t *m, bucket_t *b,
-					  uint32_t i)
-{
-	return (_Atomic(uint64_t) *)(uintptr_t)bval(m, b, i);
-}
-
 /*
  * Descriptors live in per-map chunks (chunk k holds 32 << k of them) and
  * are named by index in a bucket's 32-bit ipw word.  A thread keeps one
@@ -71,9 +59,8 @@ static desc_t *desc_at(const cmap_t *m, uint32_t idx)
 	return c + (idx - 32 * ((1u << k) - 1));
 }
 
-/* Give r a descriptor: a free one, else the next index (making its chunk
- * if needed).  False when out of memory or indexes. */
-static bool desc_take(cmap_t *m, rec_t *r)
+/* Give r a descriptor (inplace.h). */
+bool cmap__desc_take(cmap_t *m, rec_t *r)
 {
 	/* Acquire: pairs with the release CAS of the push, so the popped
 	 * descriptor's next link is seen. */
@@ -165,46 +152,11 @@ void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o)
 	o->v = d->kind == D_ANY || x == d->exp ? d->val : x;
 }
 
-/*
- * Announce d (filled in) on b, waiting a few attempts for another writer's
- * announcement to go: false if b is frozen or stays contended.
- */
-static inline __attribute__((always_inline)) bool
-announce(bucket_t *b, uint32_t base, uint32_t me)
-{
-	for (int spin = 0;; spin++) {
-		uint32_t w = base;
-		/* Release: a copier whose freeze returns our descriptor reads
-		 * its fields.  Acquire: pairs with the previous writer's
-		 * release withdrawal, so its append (count and entry) is
-		 * seen. */
-		if (cas_acqrel(&b->ipw, &w, base | me))
-			return true;
-		if ((w & IPW_FROZEN) || spin == IP_SPIN)
-			return false;
-		cpu_relax();
-	}
-}
-
-/* Withdraw r's announcement on b; if a copier froze b meanwhile, the
- * descriptor is b's now, put back when b is freed. */
-static inline __attribute__((always_inline)) void
-withdraw(rec_t *r, bucket_t *b, uint32_t base, uint32_t me)
-{
-	uint32_t w = base | me;
-	/* Release: a later copier's freeze or announcer (acquire) sees the
-	 * words we wrote. */
-	if (!cas_release(&b->ipw, &w, base)) {
-		r->desc = NULL;
-		r->didx = 0;
-	}
-}
-
 /* Append an entry in place (trie.h). */
 int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
 		 const void *valp)
 {
-	if (!r->didx && !desc_take(m, r))
+	if (!r->didx && !cmap__desc_take(m, r))
 		return IP_BUSY;
 	desc_t *d = r->desc;
 	uint32_t me = r->didx << IPW_SHIFT;
@@ -242,54 +194,4 @@ int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
 	}
 	withdraw(r, b, base, me);
 	return rc;
-}
-
-/*
- * The in-place write itself (trie.h): announce, write the word, withdraw
- * the announcement.
- */
-int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
-		       const uint64_t *exp, const void *valp, uint64_t *old)
-{
-	if (!r->didx && !desc_take(m, r))
-		return IP_BUSY;
-	desc_t *d = r->desc;
-	uint32_t me = r->didx << IPW_SHIFT;
-	uint64_t val;
-#ifndef CMAP_MODELCHECK
-	memcpy(&val, valp, 8); /* the caller's buffer may be unaligned */
-#else
-	val = *(const uint64_t *)valp; /* GenMC has no memcpy of objects */
-#endif
-	d->i = i;
-	d->kind = exp ? D_COND : D_ANY;
-	d->exp = exp ? *exp : 0;
-	d->val = val;
-	/* Located before the announcement, off its critical path. */
-	_Atomic(uint64_t) *word = val_word(m, b, i);
-	/* The capacity is the only field set while no write is announced. */
-	uint32_t base = ld_relaxed(&b->ipw) & IPW_CAP;
-	if (!announce(b, base, me))
-		return IP_BUSY;
-	/* Only we write the word while d is announced (copiers and readers
-	 * only read it), so a load and a store do what an exchange or a CAS
-	 * would, with one locked instruction fewer on the bucket's line.
-	 * The load: acquire for a set or replace, whose old value goes to
-	 * our caller, who may follow it (it was stored with release);
-	 * relaxed for a conditional write, whose old value is the snapshot,
-	 * read with acquire already.  The store: release, the linearization
-	 * point (unless a copy carried the write first); pairs with readers'
-	 * acquire loads of the word, so what a stored pointer points to is
-	 * seen. */
-	bool ok = true;
-	if (!exp) {
-		*old = ld_acquire(word);
-		st_release(word, val);
-	} else if (*exp != val) {
-		ok = ld_relaxed(word) == *exp;
-		if (ok)
-			st_release(word, val);
-	}
-	withdraw(r, b, base, me);
-	return ok ? IP_DONE : IP_STALE;
 }

@@ -123,11 +123,15 @@ static bool compute_in_place(cmap_t *m, rec_t *r, upd_t *u, bucket_t *b,
 
 /*
  * Every write: enter, refuse what may not write now, reserve the
- * retirements the update may make, run it, leave and maybe collect.
+ * retirements the update may make, run it, leave and maybe collect.  The
+ * update comes by value: until it is handed to the walk (slow path) its
+ * fields stay in registers and its kind is a constant, so the fast paths
+ * below cost only what they test.
  */
-static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
+static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t in)
 {
-	u->h = hash_of(m, u->key, u->klen);
+	const ukind_t kind = in.kind;
+	uint64_t h = hash_of(m, in.key, in.klen);
 	rec_t *r = cmap__enter(m);
 	if (!r)
 		return CMAP_ENOMEM;
@@ -139,36 +143,41 @@ static inline __attribute__((always_inline)) int write(cmap_t *m, upd_t *u)
 	 * present key writes the value word, and an appending map's set or
 	 * insert of an absent key appends it where there is room (no walk,
 	 * reservation or copy). */
-	bool try_found =
-	    u->kind == U_INSERT ||
-	    (m->inplace && (u->kind == U_SET || u->kind == U_REPLACE ||
-			    u->kind == U_COMPUTE));
+	bool try_found = kind == U_INSERT ||
+			 (m->inplace && (kind == U_SET || kind == U_REPLACE ||
+					 kind == U_COMPUTE));
 	int i = rc == CMAP_OK && try_found
-		    ? probe(m, u->h, u->key, u->klen, &b, &n)
+		    ? probe(m, h, in.key, in.klen, &b, &n)
 		    : -1;
 	int fast;
-	if (i >= 0 && u->kind == U_INSERT) {
+	if (i >= 0 && kind == U_INSERT) {
 		/* An insert of a present key changes nothing: answered as a
 		 * lookup, linearized at its slot load (DESIGN.md), without
 		 * the write path's reservation and walk (get-or-insert and
 		 * dedup mostly end here). */
 		rc = CMAP_ERANGE;
-		if (fits(m, b, (uint32_t)i, u->out, u->out_len)) {
-			copy_out(m, b, (uint32_t)i, u->out, u->out_len);
+		if (fits(m, b, (uint32_t)i, in.out, in.out_len)) {
+			copy_out(m, b, (uint32_t)i, in.out, in.out_len);
 			rc = CMAP_EXISTS;
 		}
-	} else if (i >= 0 && u->kind == U_COMPUTE &&
-		   compute_in_place(m, r, u, b, (uint32_t)i, &rc)) {
-		/* Answered or written in place (or by a conditional walk,
-		 * which may have retired). */
-	} else if (try_found && rc == CMAP_OK &&
-		   (fast = cmap__store_found(m, r, u, b, n, i)) >= 0) {
+		cmap__leave(r);
+		return rc;
+	}
+	if (try_found && rc == CMAP_OK && kind != U_COMPUTE &&
+	    (fast = cmap__store_found(m, r, &in, b, n, i)) >= 0) {
 		/* Written with nothing retired: no collect either. */
 		cmap__leave(r);
 		return fast;
+	}
+	upd_t u = in;
+	u.h = h;
+	if (i >= 0 && kind == U_COMPUTE &&
+	    compute_in_place(m, r, &u, b, (uint32_t)i, &rc)) {
+		/* Answered or written in place (or by a conditional walk,
+		 * which may have retired). */
 	} else if (rc == CMAP_OK &&
 		   (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK) {
-		rc = cmap__update(m, r, u);
+		rc = cmap__update(m, r, &u);
 	}
 	cmap__leave(r);
 	cmap__maybe_collect(m, r); /* outside the operation: see epoch.c */
@@ -186,17 +195,14 @@ store(cmap_t *m, ukind_t kind, const void *key, size_t klen, const void *val,
 		rc = cmap__check_val(m, val, vlen);
 	if (rc != CMAP_OK)
 		return rc;
-	/* Field by field: the kinds stored here read no other field (a
-	 * zeroing initialiser cost a set about 20 instructions). */
-	upd_t u;
-	u.kind = kind;
-	u.key = key;
-	u.klen = klen;
-	u.val = val;
-	u.vlen = vlen;
-	u.out = out;
-	u.out_len = out_len;
-	return write(m, &u);
+	upd_t u = {.kind = kind,
+		   .key = key,
+		   .klen = klen,
+		   .val = val,
+		   .vlen = vlen,
+		   .out = out,
+		   .out_len = out_len};
+	return write(m, u);
 }
 
 CMAP_API int cmap_set(cmap_t *m, const void *key, size_t klen, const void *val,
@@ -239,7 +245,7 @@ CMAP_API int cmap_cas(cmap_t *m, const void *key, size_t klen,
 		   .elen = elen,
 		   .out = cur,
 		   .out_len = cur_len};
-	return write(m, &u);
+	return write(m, u);
 }
 
 CMAP_API int cmap_remove(cmap_t *m, const void *key, size_t klen, void *old,
@@ -253,7 +259,7 @@ CMAP_API int cmap_remove(cmap_t *m, const void *key, size_t klen, void *old,
 		   .klen = klen,
 		   .out = old,
 		   .out_len = old_len};
-	return write(m, &u);
+	return write(m, u);
 }
 
 CMAP_API int cmap_remove_if(cmap_t *m, const void *key, size_t klen,
@@ -269,7 +275,7 @@ CMAP_API int cmap_remove_if(cmap_t *m, const void *key, size_t klen,
 		   .klen = klen,
 		   .exp = expected,
 		   .elen = elen};
-	return write(m, &u);
+	return write(m, u);
 }
 
 CMAP_API int cmap_compute(cmap_t *m, const void *key, size_t klen,
@@ -282,5 +288,5 @@ CMAP_API int cmap_compute(cmap_t *m, const void *key, size_t klen,
 		return CMAP_EINVAL;
 	upd_t u = {
 	    .kind = U_COMPUTE, .key = key, .klen = klen, .fn = fn, .ctx = ctx};
-	return write(m, &u);
+	return write(m, u);
 }

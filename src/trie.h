@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "inplace.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -304,45 +305,6 @@ typedef struct upd {
 /* Run u on m.  The caller has entered m with r, checked cmap__may_write
  * and reserved RESERVE_OP retirements. */
 int cmap__update(cmap_t *m, rec_t *r, upd_t *u);
-
-/* Write *val (8 bytes) over entry i of b in place, in an in-place map
- * (trie.c, "In-place values"): if exp is non-NULL, on condition that the
- * value is still *exp; else whatever it is, with the value replaced
- * copied to *old.  IP_DONE: written (the linearization point is inside),
- * IP_STALE: the value was not *exp, IP_BUSY: b is frozen or contended, or
- * no memory for a descriptor (copy instead).  Retires nothing. */
-enum { IP_DONE, IP_STALE, IP_BUSY };
-int cmap__put_in_place(cmap_t *m, rec_t *r, bucket_t *b, uint32_t i,
-		       const uint64_t *exp, const void *val, uint64_t *old);
-
-/* The contents a copy of bucket b must have: n entries, entry i's value
- * v instead of its word (i < 0: every value as it is), and if app, entry
- * i (== n - 1) is a pending append whose key k is not read from b. */
-typedef struct ovr {
-	int32_t i;
-	uint32_t n;
-	uint64_t v, k;
-	bool app;
-} ovr_t;
-
-/* The contents of a bucket nothing writes in place. */
-static inline ovr_t no_ovr(bucket_t *b)
-{
-	return (ovr_t){.i = -1, .n = b ? bucket_n(b) : 0};
-}
-
-/* Freeze b against in-place writes before copying it (in-place maps
- * only): afterwards no in-place write can begin, and every key and value
- * word but *o's is final. */
-void cmap__freeze_bucket(const cmap_t *m, bucket_t *b, ovr_t *o);
-
-/* Append (key, *val) to b at entry n, the count the caller found key
- * absent in, in an appending map (inplace.c).  IP_DONE: appended (the
- * linearization point is inside), IP_STALE: b's count is no longer n
- * (find the key again), IP_BUSY: b is frozen or contended, or no memory
- * for a descriptor (copy instead).  Retires nothing. */
-int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
-		 const void *val);
 
 /*
  * u (a set, replace or insert) done where a lookup found the key's bucket
