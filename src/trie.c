@@ -426,23 +426,28 @@ static int freeze_replace(cmap_t *m, rec_t *r, inner_t *parent, unsigned pi,
 
 /* Would contracting n change the shape (all children buckets, few
  * entries), or does n need help (a slot is frozen)?  The slots are read
- * first: a node with more than BMERGE children cannot qualify, and that
- * costs no access to the buckets (which would be cache misses). */
+ * first, and only until the answer is known: a node with an inner child
+ * or more than BMERGE children cannot qualify, and that costs no access to
+ * the buckets (cache misses), nor to the rest of n's slots (a busy map's
+ * bottom nodes are full: the ninth child ends the scan).  A frozen node is
+ * seen at slot 0, which every freezer freezes first. */
 static bool needs_work(inner_t *n)
 {
 	uintptr_t v[FANOUT];
 	unsigned kids = 0;
 	for (unsigned i = 0; i < FANOUT; i++) {
-		/* seq_cst: see freeze_replace's CAS. */
+		/* seq_cst: see freeze_replace's CAS.  Of two removers under
+		 * n, the one whose loads come last in the total order sees
+		 * both removals in every slot it reads, so it stops early
+		 * only if n truly has too many children. */
 		v[i] = ld_seqcst(&n->slot[i]);
 		if (is_frozen(v[i]))
 			return true;
-		if (v[i] && !is_bucket(v[i]))
+		if (!v[i])
+			continue;
+		if (!is_bucket(v[i]) || ++kids > BMERGE)
 			return false;
-		kids += v[i] != 0;
 	}
-	if (kids > BMERGE)
-		return false;
 	uint32_t total = 0;
 	for (unsigned i = 0; i < FANOUT; i++)
 		if (v[i])
