@@ -1018,7 +1018,11 @@ retry:;
 		}
 		if (act == A_DROP) {
 			cmap__count_add(r, -1);
-			if (d > 0 && o.n - 1 <= BMERGE)
+			/* Only the node we removed from can have become
+			 * contractible (its ancestors have it as an inner
+			 * child); if it was replaced meanwhile, its slot 0 is
+			 * frozen and the path is walked again. */
+			if (d > 0 && o.n - 1 <= BMERGE && needs_work(path[d]))
 				contract_path(m, r, u->h);
 		} else if (i < 0) {
 			cmap__count_add(r, 1);
