@@ -180,11 +180,17 @@ int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
 	/* Relaxed: only an announcer raises the count, and the last one's
 	 * store was seen through announce's acquire. */
 	if (ld_relaxed(&b->cnt) == n) {
-#ifndef CMAP_MODELCHECK
-		memcpy(bkey(m, b, n), key, m->ks);
-#else
-		*(uint64_t *)bkey(m, b, n) = k;
-#endif
+		/* The key: an atomic store of its size where lookups compare
+		 * keys with a vector (4 and 8 bytes): their last group may
+		 * cover this entry, read atomically (trie.h, last_group). */
+		unsigned char *kp = bkey(m, b, n);
+		if (m->ks == 8)
+			st_relaxed((_Atomic(uint64_t) *)(uintptr_t)kp, k);
+		else if (m->ks == 4)
+			st_relaxed((_Atomic(uint32_t) *)(uintptr_t)kp,
+				   (uint32_t)k);
+		else
+			memcpy(kp, key, m->ks);
 		st_relaxed(val_word(m, b, n), val);
 		/* Release: the linearization point (unless a copy carried the
 		 * append first); pairs with readers' acquire load of the

@@ -61,21 +61,22 @@ static uintptr_t tag_bucket(bucket_t *b)
 }
 
 /*
- * The capacity a copy that inserted gives a bucket of n entries: in an
- * appending map, room for two more entries and whatever else fits in the
+ * The capacity a copy that inserted gives a bucket of n entries, in an
+ * appending map: room for two more entries and whatever else fits in the
  * allocation's 16-byte size class, so that about two of three inserts
  * into a bucket append in place; at most BMAX, past which a bucket
- * splits.  0 (exactly n) otherwise, and for fewer keys than fill a
- * 16-byte group: lookups read such a bucket's group whole (trie.h,
- * find4), which an append would race with.  (Room for one: 23.65 bytes
- * per entry after a 10 M load and 473 instructions per set; two: 24.31
- * and 441; three: 24.64 and 440; docs/PERFORMANCE.md.)
+ * splits.  A bucket with fewer keys than fill a 16-byte group gets only
+ * what its size class leaves over: most buckets of a map that just split
+ * a level are that small, and room for them is paid in pages of small
+ * size classes left part-empty as they grow (docs/PERFORMANCE.md, "Room").
+ * 0 (exactly n) in other maps.
  */
 static uint32_t room(const cmap_t *m, uint32_t n)
 {
-	if (!m->append || n >= BMAX || (size_t)n * m->ks < 16)
+	if (!m->append || n >= BMAX)
 		return 0;
-	uint32_t c = n + 2 < BMAX ? n + 2 : BMAX;
+	uint32_t want = n + ((size_t)n * m->ks < 16 ? 0 : 2);
+	uint32_t c = want < BMAX ? want : BMAX;
 	size_t class = align16(cmap__bucket_bytes(m, c));
 	while (c < BMAX && cmap__bucket_bytes(m, c + 1) <= class)
 		c++;
@@ -90,12 +91,16 @@ static bucket_t *bucket_alloc(cmap_t *m, rec_t *r, uint32_t n, uint32_t cap)
 	if (b) {
 		st_relaxed(&b->ipw, cap << IPW_CAP_SHIFT);
 		st_relaxed(&b->cnt, n);
-		/* A bucket with fewer keys than fill a group has its first
-		 * group compared whole (trie.h, find4): zeros past its keys,
-		 * never uninitialised bytes.  Larger buckets' lookups never
-		 * read past their keys. */
-		if (!m->var)
-			memset(b->data, 0, 16);
+		/* Lookups may compare the key slots past the count (trie.h,
+		 * find4): zeros until a key is appended there, never
+		 * uninitialised bytes.  From the group of the first slot not
+		 * filled to the end of the keys' 16-byte groups. */
+		if (!m->var) {
+			size_t at = (size_t)n * m->ks & ~(size_t)15;
+			size_t end = align16((size_t)(cap ? cap : n) * m->ks);
+			for (; at < end; at += 16)
+				memset(b->data + at, 0, 16);
+		}
 	}
 	return b;
 }

@@ -64,15 +64,23 @@ static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
 #ifdef __SSE2__
 /*
  * Compare the key with the bucket's first n keys a 16-byte group at a
- * time, every load below n: in an appending map the keys past n may be
- * being written.  The whole groups first, then the group that ends at n
- * (overlapping the one before; it finds nothing new when n is a multiple
- * of the group).  A bucket with fewer keys than a group has no room to
- * append (room() in trie.c), so its one group is read whole: the lanes
- * past n are zeros that nobody writes, and a match there is no match.
- * Few, well-predicted branches let the CPU run ahead into the next lookup
- * while this one waits on memory.
+ * time.  In an appending map the entries past n may be being appended
+ * (cmap__append stores the key atomically): the whole groups below n are
+ * read with vector loads, then a last group of two atomic 8-byte loads at
+ * an 8-byte-aligned position that covers the keys the whole groups did not
+ * (it overlaps the one before; for a key of 4 bytes and an odd n it also
+ * covers entry n).  A key slot past n is zero (bucket_alloc) or a key
+ * being appended, and a match there is no match.  Few, well-predicted
+ * branches let the CPU run ahead into the next lookup while this one waits
+ * on memory.
  */
+static inline __m128i last_group(const unsigned char *p)
+{
+	uint64_t lo = ld_relaxed((_Atomic(uint64_t) *)(uintptr_t)p);
+	uint64_t hi = ld_relaxed((_Atomic(uint64_t) *)(uintptr_t)(p + 8));
+	return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
 static inline int find4(bucket_t *b, uint32_t n, const void *key)
 {
 	uint32_t k, i = 0;
@@ -85,8 +93,8 @@ static inline int find4(bucket_t *b, uint32_t n, const void *key)
 		if (mk)
 			return (int)(i + (uint32_t)__builtin_ctz(mk));
 	}
-	i = n > 4 ? n - 4 : 0;
-	__m128i x = _mm_loadu_si128((const __m128i *)(b->data + 4 * i));
+	i = n > 4 ? (n - 3) & ~1u : 0; /* 8-byte aligned, ends at n or n + 1 */
+	__m128i x = last_group(b->data + 4 * i);
 	unsigned mk =
 	    (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(x, kk)));
 	uint32_t j = i + (uint32_t)__builtin_ctz(mk | 16);
@@ -108,7 +116,7 @@ static inline int find8(bucket_t *b, uint32_t n, const void *key)
 			return (int)(i + (uint32_t)__builtin_ctz(mk) / 2);
 	}
 	i = n > 2 ? n - 2 : 0;
-	__m128i y = _mm_loadu_si128((const __m128i *)(b->data + 8 * i));
+	__m128i y = last_group(b->data + 8 * i);
 	unsigned mk =
 	    (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(y, kk)));
 	mk &= (mk >> 1) & 5;
@@ -208,11 +216,10 @@ static inline bool fits(const cmap_t *m, bucket_t *b, uint32_t i, void *out,
 }
 
 /* May an entry be appended to b, counted n, in place?  Not past its
- * capacity, nor while it holds fewer keys than fill a 16-byte group
- * (lookups read that group whole: find4). */
+ * capacity. */
 static inline bool can_append(const cmap_t *m, bucket_t *b, uint32_t n)
 {
-	return m->append && (size_t)n * m->ks >= 16 && n < bucket_cap(b);
+	return m->append && n < bucket_cap(b);
 }
 
 /* Wait-free lookup: the index of key in the bucket *bp its hash leads to
