@@ -117,29 +117,57 @@ static long write_batch(cmap_t *m, ukind_t kind, const void *keys,
 		}
 		uint64_t h[BATCH_GROUP];
 		uintptr_t v[BATCH_GROUP];
+		uint32_t bn[BATCH_GROUP];
+		int at[BATCH_GROUP];
 		const unsigned char *gk = kp + base * m->ks;
 		walk_group(m, gk, cnt, h, v);
+		bool fast = kind == U_SET && m->inplace;
+		/* The keys' places in their buckets, and the lines their
+		 * writes will touch prefetched: a write's first CAS is a full
+		 * barrier on x86, so a miss after it is not overlapped with
+		 * anything (a present key's value word; an absent key's
+		 * slot, where it may be appended). */
+		for (unsigned i = 0; fast && i < cnt; i++) {
+			at[i] = -1;
+			if (!v[i])
+				continue;
+			bucket_t *b = as_bucket(v[i]);
+			bn[i] = bucket_n(b);
+			at[i] = bucket_find(m, b, bn[i], h[i],
+					    gk + (size_t)i * m->ks, m->ks);
+			uint32_t e = at[i] >= 0 ? (uint32_t)at[i] : bn[i];
+			if (at[i] < 0)
+				__builtin_prefetch(bkey(m, b, e), 1);
+			__builtin_prefetch(bval(m, b, e), 1);
+		}
 		for (unsigned i = 0; i < cnt; i++) {
-			upd_t u = {.kind = kind,
-				   .h = h[i],
-				   .key = gk + (size_t)i * m->ks,
-				   .klen = m->ks};
-			if (kind == U_SET) {
-				u.val = vp + (base + i) * m->vs;
-				u.vlen = m->vs;
-			}
+			/* Field by field: a set and a remove read no other
+			 * field, and zeroing the whole struct would cost as
+			 * much as the rest of a key's fast path. */
+			upd_t u;
+			u.kind = kind;
+			u.h = h[i];
+			u.key = gk + (size_t)i * m->ks;
+			u.klen = m->ks;
+			u.val = kind == U_SET ? vp + (base + i) * m->vs : NULL;
+			u.vlen = kind == U_SET ? m->vs : 0;
+			u.out = NULL;
+			u.out_len = NULL;
 			/* Where the group's walk found the key's bucket: a
 			 * present key's value written in place or an absent
 			 * key appended, as cmap_set does.  A bucket replaced
 			 * since (by this batch too) is frozen, and the key
 			 * takes the update walk. */
 			rc = -1;
-			if (kind == U_SET && m->inplace && v[i]) {
+			if (fast && v[i]) {
+				/* Found again if the count moved (this batch
+				 * may have appended to the bucket). */
 				bucket_t *b = as_bucket(v[i]);
-				uint32_t bn = bucket_n(b);
-				int j =
-				    bucket_find(m, b, bn, h[i], u.key, m->ks);
-				rc = cmap__store_found(m, r, &u, b, bn, j);
+				uint32_t c = bucket_n(b);
+				int j = c == bn[i] ? at[i]
+						   : bucket_find(m, b, c, h[i],
+								 u.key, m->ks);
+				rc = cmap__store_found(m, r, &u, b, c, j);
 			}
 			if (rc < 0 &&
 			    (rc = cmap__reserve(m, r, RESERVE_OP)) == CMAP_OK)
