@@ -236,6 +236,10 @@ static inline int probe(const cmap_t *m, uint64_t h, const void *key,
 	if (!v)
 		return -1;
 	*bp = as_bucket(v);
+	/* The bucket's second line, fetched beside its first: past a few
+	 * keys the value sits there, and its address waits on the key
+	 * compare otherwise. */
+	__builtin_prefetch((const char *)*bp + 64);
 	*np = bucket_n(*bp);
 	return bucket_find(m, *bp, *np, h, key, klen);
 }
