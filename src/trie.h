@@ -28,6 +28,15 @@ static inline void copy_span(unsigned char *dst, const unsigned char *src,
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16)
 		memcpy(dst + i, src + i, 16);
+	/* Keys and values are mostly multiples of 4 bytes. */
+	if (i + 8 <= n) {
+		memcpy(dst + i, src + i, 8);
+		i += 8;
+	}
+	if (i + 4 <= n) {
+		memcpy(dst + i, src + i, 4);
+		i += 4;
+	}
 	for (; i < n; i++)
 		dst[i] = src[i];
 }
