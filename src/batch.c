@@ -72,15 +72,13 @@ CMAP_API long cmap_get_batch(cmap_t *m, const void *keys, size_t n, void *vals,
 		const unsigned char *gk = kp + base * m->ks;
 		walk_group(m, gk, cnt, h, v);
 		for (unsigned i = 0; i < cnt; i++) {
-			int j = -1;
-			const unsigned char *k = gk + (size_t)i * m->ks;
-			if (v[i])
-				j = bucket_find(m, as_bucket(v[i]),
-						bucket_n(as_bucket(v[i])), h[i],
-						k, m->ks);
+			bucket_t *b;
+			uint32_t bn;
+			int j = probe_at(m, v[i], h[i], gk + (size_t)i * m->ks,
+					 m->ks, &b, &bn);
 			if (j >= 0) {
 				read_val(m, vp + (base + i) * m->vs,
-					 bval(m, as_bucket(v[i]), (uint32_t)j));
+					 bval(m, b, (uint32_t)j));
 				hits++;
 			}
 			if (found)
@@ -128,13 +126,11 @@ static long write_batch(cmap_t *m, ukind_t kind, const void *keys,
 		 * anything (a present key's value word; an absent key's
 		 * slot, where it may be appended). */
 		for (unsigned i = 0; fast && i < cnt; i++) {
-			at[i] = -1;
-			if (!v[i])
+			bucket_t *b;
+			at[i] = probe_at(m, v[i], h[i], gk + (size_t)i * m->ks,
+					 m->ks, &b, &bn[i]);
+			if (!b)
 				continue;
-			bucket_t *b = as_bucket(v[i]);
-			bn[i] = bucket_n(b);
-			at[i] = bucket_find(m, b, bn[i], h[i],
-					    gk + (size_t)i * m->ks, m->ks);
 			uint32_t e = at[i] >= 0 ? (uint32_t)at[i] : bn[i];
 			if (at[i] < 0)
 				__builtin_prefetch(bkey(m, b, e), 1);

@@ -231,16 +231,12 @@ static inline bool can_append(const cmap_t *m, bucket_t *b, uint32_t n)
 	return m->append && n < bucket_cap(b);
 }
 
-/* Wait-free lookup: the index of key in the bucket *bp its hash leads to
- * (NULL: an empty slot), among the *np entries counted there, or -1. */
-static inline int probe(const cmap_t *m, uint64_t h, const void *key,
-			size_t klen, bucket_t **bp, uint32_t *np)
+/* The index of key in the bucket at v, a slot's value a walk read (0: an
+ * empty slot, *bp NULL), among the *np entries counted there, or -1. */
+static inline int probe_at(const cmap_t *m, uintptr_t v, uint64_t h,
+			   const void *key, size_t klen, bucket_t **bp,
+			   uint32_t *np)
 {
-	/* Acquire on every slot: pairs with the release half of the CAS that
-	 * published the node or bucket.  Frozen slots are read through. */
-	uintptr_t v = ld_acquire(&m->root->slot[hidx(h, 0)]) & ~T_FROZEN;
-	for (unsigned d = 1; v && !is_bucket(v); d++)
-		v = ld_acquire(&as_inner(v)->slot[hidx(h, d)]) & ~T_FROZEN;
 	*bp = NULL;
 	if (!v)
 		return -1;
@@ -251,6 +247,19 @@ static inline int probe(const cmap_t *m, uint64_t h, const void *key,
 	__builtin_prefetch((const char *)*bp + 64);
 	*np = bucket_n(*bp);
 	return bucket_find(m, *bp, *np, h, key, klen);
+}
+
+/* Wait-free lookup: the index of key in the bucket *bp its hash leads to
+ * (NULL: an empty slot), among the *np entries counted there, or -1. */
+static inline int probe(const cmap_t *m, uint64_t h, const void *key,
+			size_t klen, bucket_t **bp, uint32_t *np)
+{
+	/* Acquire on every slot: pairs with the release half of the CAS that
+	 * published the node or bucket.  Frozen slots are read through. */
+	uintptr_t v = ld_acquire(&m->root->slot[hidx(h, 0)]) & ~T_FROZEN;
+	for (unsigned d = 1; v && !is_bucket(v); d++)
+		v = ld_acquire(&as_inner(v)->slot[hidx(h, d)]) & ~T_FROZEN;
+	return probe_at(m, v, h, key, klen, bp, np);
 }
 
 /* Wait-free lookup: returns the bucket holding key and its index, or -1. */
