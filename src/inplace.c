@@ -182,7 +182,8 @@ int cmap__append(cmap_t *m, rec_t *r, bucket_t *b, uint32_t n, const void *key,
 	if (ld_relaxed(&b->cnt) == n) {
 		/* The key: an atomic store of its size where lookups compare
 		 * keys with a vector (4 and 8 bytes): their last group may
-		 * cover this entry, read atomically (trie.h, last_group). */
+		 * cover this entry, read atomically (trie.h, last_group).
+		 * Relaxed: the count's release store below publishes it. */
 		unsigned char *kp = bkey(m, b, n);
 		if (m->ks == 8)
 			st_relaxed((_Atomic(uint64_t) *)(uintptr_t)kp, k);

@@ -83,6 +83,8 @@ static inline bool key_eq(const cmap_t *m, const void *a, const void *b,
  * branches let the CPU run ahead into the next lookup while this one waits
  * on memory.
  */
+/* Relaxed: the keys below the count were ordered before us by its acquire
+ * load (bucket_n); a key being appended past it is never a match. */
 static inline __m128i last_group(const unsigned char *p)
 {
 	uint64_t lo = ld_relaxed((_Atomic(uint64_t) *)(uintptr_t)p);
