@@ -218,6 +218,18 @@ static bucket_t *cow_fixed(cmap_t *m, rec_t *r, bucket_t *b, const ovr_t *o,
 	return nb;
 }
 
+/* A copy of b, frozen with contents o (fixed-size entries), that changes
+ * nothing: entry "replaced" by its own value (a pending write's or
+ * append's carried one, its words never read).  What compaction publishes
+ * to move b, and what an update publishes to make a pending write it
+ * decided on take effect. */
+static bucket_t *copy_frozen(cmap_t *m, rec_t *r, bucket_t *b, const ovr_t *o)
+{
+	uint32_t at = o->i >= 0 ? (uint32_t)o->i : 0;
+	const void *val = o->i >= 0 ? (const void *)&o->v : bval(m, b, 0);
+	return cow_fixed(m, r, b, o, at, NULL, val, false);
+}
+
 static bucket_t *cow_var(cmap_t *m, rec_t *r, bucket_t *b, uint32_t at,
 			 vent_t ne, bool drop)
 {
@@ -587,12 +599,7 @@ int cmap__relocate(cmap_t *m, rec_t *r, inner_t *parent, unsigned ix,
 			nb = NULL;
 		}
 	} else {
-		/* A copy with nothing changed: entry at "replaced" by its own
-		 * value (a pending write's or append's carried, its words
-		 * never read). */
-		uint32_t at = o.i >= 0 ? (uint32_t)o.i : 0;
-		const void *val = o.i >= 0 ? (const void *)&o.v : bval(m, b, 0);
-		nb = cow_fixed(m, r, b, &o, at, NULL, val, false);
+		nb = copy_frozen(m, r, b, &o);
 	}
 	int rc = RL_NOMEM;
 	if (nb) {
@@ -907,7 +914,17 @@ retry:;
 			}
 		}
 		int act = decide(m, r, u, kind, b, i, cv, &rc);
-		if (act == A_KEEP)
+		/* An answer that changes nothing is linearized where it was
+		 * read, except an answer on the entry of a write pending in b
+		 * (frozen: o carries it): that write has taken effect only if
+		 * its owner stored it, and the owner may be descheduled before
+		 * its store.  Then b's frozen contents are published as they
+		 * are, which makes the write take effect before the answer
+		 * (an insert that found the key pending must not be followed by
+		 * a get that misses it). */
+		bool show =
+		    act == A_KEEP && frozen && i >= 0 && i == o.i && rc >= 0;
+		if (act == A_KEEP && !show)
 			break;
 		if (m->inplace && i >= 0 && act == A_PUT && !frozen) {
 			/* A set or replace stores over whatever the value
@@ -979,7 +996,14 @@ retry:;
 			}
 		}
 		uintptr_t nv = 0;
-		if (act == A_PUT) {
+		if (show) {
+			bucket_t *nb = copy_frozen(m, r, b, &o);
+			if (!nb) {
+				rc = CMAP_ENOMEM;
+				break;
+			}
+			nv = tag_bucket(nb);
+		} else if (act == A_PUT) {
 			bool oom = false;
 			nv = put(m, r, u, b, i, d, &nbl, &o, &oom);
 			if (oom) {
@@ -1010,7 +1034,10 @@ retry:;
 			goto again; /* v now holds the slot's current value */
 		}
 		nbl = NULL; /* published */
-		if (i >= 0) {
+		if (show) {
+			/* b's entries live on in the copy: no destructor. */
+			cmap__retire(m, r, b, NULL, G_BUCKET);
+		} else if (i >= 0) {
 			bool give =
 			    u->out && (kind == U_SET || kind == U_REPLACE ||
 				       kind == U_REMOVE);

@@ -497,6 +497,13 @@ static void *racer(void *p)
 			} else {
 				CHECK_EQ(rc, CMAP_EXISTS);
 				CHECK_EQ(cur >> 8, (uint64_t)r);
+				/* The key an insert found stays found (it
+				 * may have been an append still pending in a
+				 * bucket the insert froze). */
+				uint64_t g = 0;
+				CHECK_EQ(cmap_get(s->m, k, s->ks, &g, NULL),
+					 CMAP_OK);
+				CHECK_EQ(g, cur);
 			}
 		}
 		pthread_barrier_wait(&s->bar);

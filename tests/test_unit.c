@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "inplace.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -549,6 +550,86 @@ static void test_batch(void)
 	cmap_free(m);
 }
 
+/*
+ * An answer must not show a write that has not taken effect.  A writer
+ * that announced an in-place write or append on a bucket and was then
+ * descheduled has not written yet; a copier that freezes the bucket
+ * carries the pending write into its copy, so the write takes effect when
+ * that copy is published.  An operation that froze the bucket, decided on
+ * the carried entry and then changed nothing (an insert finding the key,
+ * a cas finding another value) must still publish the copy: answering
+ * from the carried entry while the trie keeps the bucket without it
+ * would show the key, or the value, and then take it back (a later get
+ * misses it).  The paused writer is simulated: a descriptor announced on
+ * the bucket, its words never written.
+ */
+static bucket_t *slot0_bucket(cmap_t *m)
+{
+	uintptr_t v = ld_relaxed(&m->root->slot[0]) & ~T_FROZEN;
+	CHECK(v && is_bucket(v));
+	return as_bucket(v);
+}
+
+static void announce_paused(cmap_t *m, rec_t *w, bucket_t *b, uint32_t kind,
+			    uint32_t i, uint64_t exp, uint64_t val)
+{
+	CHECK(cmap__desc_take(m, w));
+	w->desc->i = i;
+	w->desc->kind = kind;
+	w->desc->exp = exp;
+	w->desc->val = val;
+	uint32_t base = ld_relaxed(&b->ipw) & IPW_CAP;
+	CHECK(base != 0); /* a bucket with room (appends) */
+	st_relaxed(&b->ipw, base | w->didx << IPW_SHIFT);
+}
+
+static void test_pending_answers(void)
+{
+	rec_t w = {0}; /* the paused writer's descriptor holder */
+	uint64_t v, cur;
+	/* An insert of a key whose append is pending: EXISTS, and then the
+	 * key is there. */
+	cmap_t *m = new_u32map(0);
+	for (uint32_t k = 32; k <= 64; k += 32) {
+		v = k;
+		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	bucket_t *b = slot0_bucket(m);
+	CHECK_EQ(bucket_n(b), 2);
+	CHECK(bucket_cap(b) > 2);
+	uint32_t k = 96;
+	announce_paused(m, &w, b, D_APPEND, 2, k, 7);
+	v = 9;
+	cur = 0;
+	CHECK_EQ(cmap_insert(m, &k, 4, &v, 8, &cur, NULL), CMAP_EXISTS);
+	CHECK_EQ(cur, 7);
+	cur = 0;
+	CHECK_EQ(cmap_get(m, &k, 4, &cur, NULL), CMAP_OK);
+	CHECK_EQ(cur, 7);
+	CHECK(slot0_bucket(m) != b);
+	cmap_free(m);
+
+	/* A cas whose expected value a pending write replaces: MISMATCH
+	 * with the pending value, and then the key has that value. */
+	m = new_u32map(0);
+	for (k = 32; k <= 64; k += 32) {
+		v = k;
+		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	b = slot0_bucket(m);
+	k = 32;
+	announce_paused(m, &w, b, D_ANY, 0, 0, 42);
+	uint64_t exp = 32, des = 5;
+	cur = 0;
+	CHECK_EQ(cmap_cas(m, &k, 4, &exp, 8, &des, 8, &cur, NULL),
+		 CMAP_MISMATCH);
+	CHECK_EQ(cur, 42);
+	cur = 0;
+	CHECK_EQ(cmap_get(m, &k, 4, &cur, NULL), CMAP_OK);
+	CHECK_EQ(cur, 42);
+	cmap_free(m);
+}
+
 int main(void)
 {
 	test_indexing();
@@ -562,6 +643,7 @@ int main(void)
 	test_split_and_contract();
 	test_collisions();
 	test_batch();
+	test_pending_answers();
 	printf("test_unit: ok\n");
 	return 0;
 }
