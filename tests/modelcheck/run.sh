@@ -47,6 +47,8 @@ ip-1a-nocarry   fail -DMC_APPENDERS=1 -DMC_NO_CARRY
 ip-2a-nocarry   fail -DMC_APPENDERS=2 -DMC_NO_CARRY
 ip-1a-countfirst fail -DMC_APPENDERS=1 -DMC_COUNT_FIRST
 ip-1a-plain     fail -DMC_APPENDERS=1 -DMC_PLAIN_PENDING
+ip-1a-answer    pass -DMC_APPENDERS=1 -DMC_ANSWER
+ip-1a-noshow    fail -DMC_APPENDERS=1 -DMC_ANSWER -DMC_NO_SHOW
 '
 
 summary=$OUT/summary.txt
