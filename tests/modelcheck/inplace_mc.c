@@ -59,6 +59,15 @@
  *   MC_NO_SHOW           the EXISTS on a carried append publishes nothing:
  *                        the get misses the key while the appender has not
  *                        stored its count
+ *
+ * With MC_ANSWER and one writer (no appenders), the copier is a cas of
+ * entry 0 from 10 to 55 that found the writer announced (IP_BUSY) and
+ * copies instead, as the walk: freeze, then on the frozen value (the
+ * pending write's 100, carried) answer MISMATCH and publish the frozen
+ * contents, or on 10 publish a copy with 55.  Then a get of entry 0 must
+ * see the value answered or written, never 10 again.  MC_NO_SHOW: the
+ * MISMATCH publishes nothing (the get may read 10 while the writer has not
+ * stored).
  */
 #define CMAP_MODELCHECK 1
 #define IP_SPIN		1
@@ -344,6 +353,46 @@ static void *copier(void *arg)
 	return NULL;
 }
 
+#ifdef MC_ANSWER
+/* The cas of entry 0 (10 -> 55) that copies b: see the header. */
+static void *cas_answerer(void *arg)
+{
+	(void)arg;
+	uintptr_t v = ld_acquire(&slot);
+	bucket_t *b = (bucket_t *)(v & ~T_MASK), *nb = make(mem1);
+	ovr_t o;
+	cmap__freeze_bucket(&M, b, &o);
+	uint64_t x[2];
+	for (uint32_t j = 0; j < 2; j++)
+		x[j] = j == (uint32_t)o.i ? o.v
+					  : *(uint64_t *)(void *)bval(&M, b, j);
+	uint64_t answer = x[0];
+	bool publish = true; /* a replace of 10 by 55 */
+	if (x[0] != 10) {    /* MISMATCH on x[0] */
+#ifdef MC_NO_SHOW
+		publish = false;
+#else
+		publish = o.i == 0; /* on the carried entry */
+#endif
+	} else {
+		x[0] = answer = 55;
+	}
+	if (publish) {
+		for (uint32_t j = 0; j < 2; j++)
+			atomic_init(
+			    (_Atomic(uint64_t) *)(uintptr_t)bval(&M, nb, j),
+			    x[j]);
+		/* seq_cst with release: as trie.c's CAS (the only copier). */
+		assert(cas_seqcst(&slot, &v, (uintptr_t)nb | T_BUCKET));
+	}
+	/* As cmap_get: what was answered or written, or a later value. */
+	bucket_t *g = (bucket_t *)(ld_acquire(&slot) & ~T_MASK);
+	uint64_t now = word(g, 0);
+	assert(now == answer || now == 100);
+	return NULL;
+}
+#endif
+
 static void *reader(void *arg)
 {
 	(void)arg;
@@ -413,6 +462,18 @@ int main(void)
 	pthread_t t[MC_WRITERS + 2];
 	for (int w = 0; w < MC_WRITERS; w++)
 		pthread_create(&t[w], NULL, writer, (void *)(intptr_t)w);
+#ifdef MC_ANSWER
+	pthread_create(&t[MC_WRITERS], NULL, cas_answerer, NULL);
+	for (int i = 0; i < MC_WRITERS + 1; i++)
+		pthread_join(t[i], NULL);
+	/* The published value: the writer's 100, or the cas's 55 (the
+	 * writer's store then landed in the replaced bucket, or the cas
+	 * replaced it), or 10 if neither wrote. */
+	bucket_t *fin = (bucket_t *)(ld_acquire(&slot) & ~T_MASK);
+	uint64_t f = word(fin, 0);
+	assert(f == 100 || f == 55 || (f == 10 && rc[0] != IP_DONE));
+	return 0;
+#endif
 	pthread_create(&t[MC_WRITERS], NULL, copier, NULL);
 	pthread_create(&t[MC_WRITERS + 1], NULL, reader, NULL);
 	for (int i = 0; i < MC_WRITERS + 2; i++)

@@ -49,6 +49,8 @@ ip-1a-countfirst fail -DMC_APPENDERS=1 -DMC_COUNT_FIRST
 ip-1a-plain     fail -DMC_APPENDERS=1 -DMC_PLAIN_PENDING
 ip-1a-answer    pass -DMC_APPENDERS=1 -DMC_ANSWER
 ip-1a-noshow    fail -DMC_APPENDERS=1 -DMC_ANSWER -DMC_NO_SHOW
+ip-1w-answer    pass -DMC_WRITERS=1 -DMC_ANSWER
+ip-1w-noshow    fail -DMC_WRITERS=1 -DMC_ANSWER -DMC_NO_SHOW
 '
 
 summary=$OUT/summary.txt
