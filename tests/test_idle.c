@@ -7,9 +7,10 @@
  *    owed (before: they waited for the writer to come back or exit);
  *  - the writer then comes back and carries on with correct results, and
  *    every destructor still runs exactly once by cmap_free;
- *  - writers that pause for random short times while another thread
- *    collects without pause (steals racing with the owners' return and
- *    exit, for ThreadSanitizer), in generations that reuse the records:
+ *  - writers that pause for random short times while two other threads
+ *    collect without pause (steals racing with each other and with the
+ *    owners' return and exit, for ThreadSanitizer), in generations that
+ *    reuse the records:
  *    own keys exact, no write refused, destructors exactly once.
  */
 #include <pthread.h>
@@ -215,6 +216,19 @@ static void *pauser(void *p)
 	return NULL;
 }
 
+/* A second thread collecting beside the main one: two stealers race for
+ * the same idle records (one steal at a time per record: x->stealer). */
+static void *collector(void *p)
+{
+	struct race *s = p;
+	long n = 0;
+	while (atomic_load(&s->running) > 0) {
+		cmap_collect(s->m);
+		n++;
+	}
+	return (void *)(intptr_t)n;
+}
+
 static void test_pausers(void)
 {
 	struct race s = {.m = new_map(), .rounds = scaled(2000)};
@@ -226,27 +240,32 @@ static void test_pausers(void)
 	for (int gen = 0; gen < GENERATIONS; gen++) {
 		atomic_store(&s.running, PAUSERS);
 		pthread_t t[PAUSERS];
+		pthread_t c;
 		for (int i = 0; i < PAUSERS; i++)
 			CHECK_EQ(pthread_create(&t[i], NULL, pauser, &s), 0);
+		CHECK_EQ(pthread_create(&c, NULL, collector, &s), 0);
 		while (atomic_load(&s.running) > 0) {
 			cmap_collect(s.m);
 			collects++;
 		}
 		for (int i = 0; i < PAUSERS; i++)
 			CHECK_EQ(pthread_join(t[i], NULL), 0);
+		void *cn;
+		CHECK_EQ(pthread_join(c, &cn), 0);
+		collects += (long)(intptr_t)cn;
 	}
 	CHECK_EQ(cmap_validate(s.m, NULL), CMAP_OK);
 	size_t live = cmap_len(s.m);
 	cmap_gc_stats_t st = {.size = sizeof st};
 	CHECK_EQ(cmap_reclaim_stats(s.m, &st), CMAP_OK);
-	CHECK(st.threads <= 2 * PAUSERS + 1); /* records were reused */
+	CHECK(st.threads <= 2 * PAUSERS + 2); /* records were reused */
 	cmap_free(s.m);
 	/* Every value stored was destroyed exactly once (dead flags), and
 	 * every deferred callback ran. */
 	long defers = GENERATIONS * PAUSERS * ((s.rounds + 15) / 16);
 	CHECK_EQ(atomic_load(&deferred_run) - f0, defers);
-	printf("test_idle: %d writers pausing, %ld collects by another "
-	       "thread, %zu keys left, %ld values destroyed\n",
+	printf("test_idle: %d writers pausing, %ld collects by two other "
+	       "threads, %zu keys left, %ld values destroyed\n",
 	       PAUSERS, collects, live, atomic_load(&destroyed) - d0);
 }
 
