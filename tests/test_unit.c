@@ -583,17 +583,24 @@ static void announce_paused(cmap_t *m, rec_t *w, bucket_t *b, uint32_t kind,
 	st_relaxed(&b->ipw, base | w->didx << IPW_SHIFT);
 }
 
+/* A map whose root slot 0 holds one bucket {32: 32, 64: 64} with room. */
+static cmap_t *two_key_map(void)
+{
+	cmap_t *m = new_u32map(0);
+	for (uint32_t k = 32; k <= 64; k += 32) {
+		uint64_t v = k;
+		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
+	}
+	return m;
+}
+
 static void test_pending_answers(void)
 {
 	rec_t w = {0}; /* the paused writer's descriptor holder */
 	uint64_t v, cur;
 	/* An insert of a key whose append is pending: EXISTS, and then the
 	 * key is there. */
-	cmap_t *m = new_u32map(0);
-	for (uint32_t k = 32; k <= 64; k += 32) {
-		v = k;
-		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
-	}
+	cmap_t *m = two_key_map();
 	bucket_t *b = slot0_bucket(m);
 	CHECK_EQ(bucket_n(b), 2);
 	CHECK(bucket_cap(b) > 2);
@@ -611,11 +618,7 @@ static void test_pending_answers(void)
 
 	/* A cas whose expected value a pending write replaces: MISMATCH
 	 * with the pending value, and then the key has that value. */
-	m = new_u32map(0);
-	for (k = 32; k <= 64; k += 32) {
-		v = k;
-		CHECK_EQ(cmap_set(m, &k, 4, &v, 8, NULL, NULL), CMAP_OK);
-	}
+	m = two_key_map();
 	b = slot0_bucket(m);
 	k = 32;
 	announce_paused(m, &w, b, D_ANY, 0, 0, 42);
