@@ -371,6 +371,9 @@ static void usage(FILE *f)
 	    "                  (ops = entries visited); iterate-w: the same\n"
 	    "                  while one more thread inserts and removes\n"
 	    "                  keys of its own\n"
+	    "                  remove: --ops removes (about 63 %% of the\n"
+	    "                  first ones find their key: the map shrinks,\n"
+	    "                  so give it last)\n"
 	    "  --ops N         operations per thread per workload (default "
 	    "--loads)\n"
 	    "  --batch B       do gets, sets and removes B at a time with "
@@ -508,7 +511,7 @@ static void parse(int argc, char **argv)
 				    "get",	    "set",	  "mix90",
 				    "mix50",	    "contention", "counter",
 				    "counter-zipf", "insert",	  "iterate",
-				    "iterate-w",    NULL};
+				    "iterate-w",    "remove",	  NULL};
 				bool found = false;
 				for (int i = 0; known[i]; i++)
 					found |= !strcmp(t, known[i]);
@@ -965,6 +968,8 @@ static void set_workload(const char *w)
 	} else if (!strcmp(w, "contention")) {
 		O.sets = n;
 		O.contention = true;
+	} else if (!strcmp(w, "remove")) {
+		O.rems = n;
 	}
 }
 
