@@ -94,23 +94,40 @@ static size_t slice(cmap_t *m, rec_t *r, size_t budget)
 	return k;
 }
 
+/* Enter m as r, this thread's record: false (and not entered) if r was
+ * stolen as idle meanwhile, or no memory. */
+static bool enter_own(cmap_t *m, rec_t *r)
+{
+	rec_t *x = cmap__enter(m);
+	if (x == r)
+		return true;
+	if (x)
+		cmap__leave(x);
+	return false;
+}
+
 void cmap__compact(cmap_t *m, rec_t *r, bool all)
 {
 	if (m->dying || (m->flags & CMAP_NO_POOL))
 		return;
 	if (!r->compacting) {
-		if (ld_relaxed(&r->pending) > QUIET_PENDING ||
-		    !cmap__pool_fragmented(m, r, all))
+		/* The look at r's pool is made inside an operation: outside
+		 * one, a thread collecting with cmap_collect may steal r as
+		 * idle and free into its pool meanwhile (epoch.c, "Idle
+		 * threads"; TSan caught the race in test_idle). */
+		if (!enter_own(m, r))
 			return;
-		cmap__compact_start(m, r);
+		bool go = ld_relaxed(&r->pending) <= QUIET_PENDING &&
+			  cmap__pool_fragmented(m, r, all);
+		if (go)
+			cmap__compact_start(m, r);
+		cmap__leave(r);
+		if (!go)
+			return;
 	}
 	for (size_t left = COMPACT_SLOTS; r->compacting && (all || left);) {
-		rec_t *x = cmap__enter(m);
-		if (x != r) { /* cannot happen: r is this thread's record */
-			if (x)
-				cmap__leave(x);
+		if (!enter_own(m, r))
 			return;
-		}
 		size_t k =
 		    slice(m, r, all || left > SLICE_SLOTS ? SLICE_SLOTS : left);
 		cmap__leave(r);
