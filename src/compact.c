@@ -94,40 +94,25 @@ static size_t slice(cmap_t *m, rec_t *r, size_t budget)
 	return k;
 }
 
-/* Enter m as r, this thread's record: false (and not entered) if r was
- * stolen as idle meanwhile, or no memory. */
-static bool enter_own(cmap_t *m, rec_t *r)
+bool cmap__compact_due(cmap_t *m, rec_t *r, bool all)
 {
-	rec_t *x = cmap__enter(m);
-	if (x == r)
-		return true;
-	if (x)
-		cmap__leave(x);
-	return false;
+	if (m->dying || (m->flags & CMAP_NO_POOL))
+		return false;
+	if (!r->compacting && ld_relaxed(&r->pending) <= QUIET_PENDING &&
+	    cmap__pool_fragmented(m, r, all))
+		cmap__compact_start(m, r);
+	return r->compacting;
 }
 
 void cmap__compact(cmap_t *m, rec_t *r, bool all)
 {
-	if (m->dying || (m->flags & CMAP_NO_POOL))
-		return;
-	if (!r->compacting) {
-		/* The look at r's pool is made inside an operation: outside
-		 * one, a thread collecting with cmap_collect may steal r as
-		 * idle and free into its pool meanwhile (epoch.c, "Idle
-		 * threads"; TSan caught the race in test_idle). */
-		if (!enter_own(m, r))
-			return;
-		bool go = ld_relaxed(&r->pending) <= QUIET_PENDING &&
-			  cmap__pool_fragmented(m, r, all);
-		if (go)
-			cmap__compact_start(m, r);
-		cmap__leave(r);
-		if (!go)
-			return;
-	}
 	for (size_t left = COMPACT_SLOTS; r->compacting && (all || left);) {
-		if (!enter_own(m, r))
+		rec_t *x = cmap__enter(m);
+		if (x != r) { /* r was stolen meanwhile (or no memory) */
+			if (x)
+				cmap__leave(x);
 			return;
+		}
 		size_t k =
 		    slice(m, r, all || left > SLICE_SLOTS ? SLICE_SLOTS : left);
 		cmap__leave(r);

@@ -854,8 +854,9 @@ static size_t reap(cmap_t *m, rec_t *self, uint64_t g, size_t budget, bool all)
  * expired items, ours first, then those of exited threads (and, when the
  * program asked, of idle ones); then move live nodes off our sparse pages
  * if they are many (compact.c): a budget of the walk, or all of it when
- * the program asked (cmap_collect).  The frees run inside an operation of
- * their own, so that a thread stealing our record sees us busy. */
+ * the program asked (cmap_collect).  The frees and the look at our pool
+ * run inside an operation of their own, so that a thread stealing our
+ * record sees us busy; the walk's slices enter on their own. */
 static void collect(cmap_t *m, rec_t *r, bool all)
 {
 	if (r->nest)
@@ -872,8 +873,10 @@ static void collect(cmap_t *m, rec_t *r, bool all)
 	uint64_t g = try_advance(m);
 	size_t k = free_expired(m, r, g, FREE_BUDGET);
 	reap(m, r, g, FREE_BUDGET - k, all);
+	bool compact = cmap__compact_due(m, r, all);
 	cmap__leave(r);
-	cmap__compact(m, r, all);
+	if (compact)
+		cmap__compact(m, r, all);
 }
 
 void cmap__maybe_collect(cmap_t *m, rec_t *r)

@@ -433,8 +433,12 @@ rec_t *cmap__revoked(cmap_t *m, rec_t *r);
 /* Is the calling thread inside an operation on m (a callback)? */
 bool cmap__inside(const cmap_t *m);
 void cmap__maybe_collect(cmap_t *m, rec_t *r);
-/* Compaction (compact.c): start a pass if r's pages are fragmented, and
- * walk a budget of it (all: to its end).  Outside any operation. */
+/* Compaction (compact.c).  Is a pass under way, started now if r's pages
+ * are fragmented?  Inside an operation: r's pool is looked at, and only
+ * an owner inside one may (epoch.c, "Idle threads"). */
+bool cmap__compact_due(cmap_t *m, rec_t *r, bool all);
+/* Walk a budget of the pass under way (all: to its end); each slice is an
+ * operation of its own.  Outside any operation. */
 void cmap__compact(cmap_t *m, rec_t *r, bool all);
 void cmap__compact_start(cmap_t *m, rec_t *r);
 size_t cmap__nrecords(const cmap_t *m);

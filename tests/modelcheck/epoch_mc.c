@@ -89,6 +89,11 @@ void cmap__pool_trim(cmap_t *m, struct rec *r)
 {
 	(void)m, (void)r;
 }
+bool cmap__compact_due(cmap_t *m, struct rec *r, bool all)
+{
+	(void)m, (void)r, (void)all; /* no trie, no pages */
+	return false;
+}
 void cmap__compact(cmap_t *m, struct rec *r, bool all)
 {
 	(void)m, (void)r, (void)all; /* no trie, no pages */
